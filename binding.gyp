@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "dd2",
+      "sources": [
+        "native/binding/addon.cpp",
+        "native/binding/ops-elementwise.cpp",
+        "native/binding/ops-gemm.cpp",
+        "native/binding/ops-info.cpp",
+        "native/binding/ops-storage.cpp",
+        "native/binding/registry.cpp",
+        "native/binding/storage.cpp",
+        "native/common/threadpool.cpp",
+        "native/cpu/elementwise.cpp",
+        "native/cpu/gemm-builtin.cpp",
+        "native/cpu/gemm.cpp"
+      ],
+      "include_dirs": ["native/include", "native"],
+      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "DD2_CXX_COMPILER=\"gyp\""],
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fexceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-ldl", "-lpthread"]
+    }
+  ]
+}
