@@ -20,8 +20,12 @@ namespace {
 
 // C[0..MR)[0..NR) (row stride ldc) = alpha * sum_k ap[k*MR + i] * bp[k*NR + j] + beta * C; beta == 0
 // never reads C. ap/bp are 64-byte aligned packed panels.
-using KernelFn = void (*)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, float alpha,
-                          float beta);
+// alpha and beta come through memory: passed in registers, GCC kept them live across the k loop and
+// spilled an accumulator operand to the stack (checked in the generated assembly).
+struct Epilogue {
+    float alpha, beta;
+};
+using KernelFn = void (*)(int64_t kc, const float* ap, const float* bp, float* c, int64_t ldc, const Epilogue* ep);
 
 struct Isa {
     const char* name;
@@ -35,15 +39,13 @@ constexpr int kMaxTile = 12 * 32;
 // ---------------------------------------------------------------- micro-kernels
 __attribute__((target("avx512f"))) void kernel_avx512_12x32(int64_t kc, const float* __restrict ap,
                                                              const float* __restrict bp, float* c, int64_t ldc,
-                                                             float alpha, float beta) {
+                                                             const Epilogue* ep) {
     constexpr int MR = 12;
     __m512 acc[MR][2];
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
         acc[i][0] = _mm512_setzero_ps();
         acc[i][1] = _mm512_setzero_ps();
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
     }
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; ++k) {
@@ -58,6 +60,7 @@ __attribute__((target("avx512f"))) void kernel_avx512_12x32(int64_t kc, const fl
         ap += MR;
         bp += 32;
     }
+    const float alpha = ep->alpha, beta = ep->beta;
     const __m512 va = _mm512_set1_ps(alpha);
     if (beta == 0.0f) {
 #pragma GCC unroll 12
@@ -79,14 +82,13 @@ __attribute__((target("avx512f"))) void kernel_avx512_12x32(int64_t kc, const fl
 
 __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const float* __restrict ap,
                                                           const float* __restrict bp, float* c, int64_t ldc,
-                                                          float alpha, float beta) {
+                                                          const Epilogue* ep) {
     constexpr int MR = 6;
     __m256 acc[MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
         acc[i][0] = _mm256_setzero_ps();
         acc[i][1] = _mm256_setzero_ps();
-        _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     }
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; ++k) {
@@ -100,6 +102,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
         ap += MR;
         bp += 16;
     }
+    const float alpha = ep->alpha, beta = ep->beta;
     const __m256 va = _mm256_set1_ps(alpha);
     if (beta == 0.0f) {
 #pragma GCC unroll 6
@@ -120,7 +123,7 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
 
 // Portable: plain loops the compiler vectorises with the baseline ISA (SSE2 on x86-64).
 void kernel_scalar_4x8(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c,
-                       int64_t ldc, float alpha, float beta) {
+                       int64_t ldc, const Epilogue* ep) {
     constexpr int MR = 4, NR = 8;
     float acc[MR][NR] = {};
     for (int64_t k = 0; k < kc; ++k) {
@@ -129,6 +132,7 @@ void kernel_scalar_4x8(int64_t kc, const float* __restrict ap, const float* __re
         ap += MR;
         bp += NR;
     }
+    const float alpha = ep->alpha, beta = ep->beta;
     for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NR; ++j)
             c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
@@ -237,6 +241,7 @@ void gemm_tile(const Isa& s, int64_t M, int64_t N, int64_t K, const float* a, in
         for (int64_t pc = 0; pc < K; pc += kc_blk) {
             const int64_t kc = std::min(kc_blk, K - pc);
             const float bet = pc == 0 ? beta : 1.0f;
+            const Epilogue full{alpha, bet}, edge{alpha, 0.0f};
             pack_b(bp, b, ldb, tb, pc, kc, jc, nc, NR);
             for (int64_t ir = 0; ir < M; ir += MR) {
                 const int mr = (int)std::min<int64_t>(MR, M - ir);
@@ -246,10 +251,10 @@ void gemm_tile(const Isa& s, int64_t M, int64_t N, int64_t K, const float* a, in
                     float* cij = c + ir * ldc + jc + jr;
                     const float* bpanel = bp + jr * kc;
                     if (mr == MR && nr == NR) {
-                        s.kern(kc, ap, bpanel, cij, ldc, alpha, bet);
+                        s.kern(kc, ap, bpanel, cij, ldc, &full);
                         continue;
                     }
-                    s.kern(kc, ap, bpanel, tmp, NR, alpha, 0.0f);
+                    s.kern(kc, ap, bpanel, tmp, NR, &edge);
                     for (int i = 0; i < mr; ++i) {
                         float* ci = cij + i * ldc;
                         const float* ti = tmp + i * NR;
