@@ -7,13 +7,17 @@
         "native/binding/ops-elementwise.cpp",
         "native/binding/ops-gemm.cpp",
         "native/binding/ops-info.cpp",
+        "native/binding/ops-optim.cpp",
+        "native/binding/ops-random.cpp",
         "native/binding/ops-storage.cpp",
         "native/binding/registry.cpp",
         "native/binding/storage.cpp",
         "native/common/threadpool.cpp",
         "native/cpu/elementwise.cpp",
         "native/cpu/gemm-builtin.cpp",
-        "native/cpu/gemm.cpp"
+        "native/cpu/gemm.cpp",
+        "native/cpu/optim.cpp",
+        "native/cpu/random.cpp"
       ],
       "include_dirs": ["native/include", "native"],
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"],

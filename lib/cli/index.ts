@@ -1,0 +1,46 @@
+// The dd2 command line: builds the commander program. Each subcommand lives in commands/<name>.ts
+// and calls a library function; this file only wires them. Exit codes: 0 ok, 1 failure, 2 usage.
+import { Command, CommanderError } from 'commander';
+import { packageVersion, versionReport } from './version.js';
+import { makePendingCommand } from './commands/pending.js';
+
+export function makeProgram(): Command {
+  const program = new Command('dd2')
+    .description('Train image autoregressive models and distill them into one-step generators ' +
+      '(Distilled Decoding 2), on the CPU or an NVIDIA GPU.')
+    .option('-V, --version', 'print the version and the facts of this build (CUDA, GPUs, BLAS) and exit')
+    .showHelpAfterError('(run dd2 --help for the list of commands)')
+    .exitOverride();
+  program.on('option:version', () => {
+    process.stdout.write(versionReport() + '\n');
+    process.exit(0);
+  });
+  program.addCommand(makePendingCommand('train', 'train a VQ tokenizer or an AR teacher on a dataset (dd2 train tokenizer|ar)'));
+  program.addCommand(makePendingCommand('distill', 'distill an AR teacher into a one-step generator with DD2 (adapt, GTS, CSD stages)'));
+  program.addCommand(makePendingCommand('sample', 'sample images from a teacher or a distilled generator to PNG grids and .npz'));
+  program.addCommand(makePendingCommand('eval', 'evaluate samples: FID, IS, precision/recall, class accuracy, PPL and speed'));
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = makeProgram();
+  if (argv.length <= 2) {
+    program.outputHelp();
+    return 2;
+  }
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') return 0;
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`dd2: ${msg.replace(/^dd2: /, '')}\n`);
+    if (process.env.DD2_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    return (e as { exitCode?: number }).exitCode ?? 1;
+  }
+}
+
+export { packageVersion };
