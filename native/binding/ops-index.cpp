@@ -1,5 +1,7 @@
 // Bindings for the indexing kernels (native/cpu/index.cpp): embedding and gather, forward and backward.
 // Each wrapper checks sizes and buffer lengths; index values are checked by the kernels.
+#include <initializer_list>
+
 #include "binding/registry.h"
 #include "common/check.h"
 #include "dd2/cpu/index.h"

@@ -83,7 +83,8 @@ export function checkOp(t: Test, c: OpCase): void {
       for (const v of fd) scale = Math.max(scale, Math.abs(v));
       // Default: float32 gradients measured at <= ~1e-6 of the gradient scale for elementwise ops; the
       // float64 central difference adds ~1e-9. 1e-5 leaves room for float32 accumulation.
-      const rtol = c.backward?.rtol ?? 1e-5, atol = c.backward?.atol ?? 1e-7;
+      const bt = c.backward || {};
+      const rtol = bt.rtol ?? 1e-5, atol = bt.atol ?? 1e-7;
       expectClose(t, `${c.name} d/dx${k} vs finite differences`, got, fd, { atol: atol + rtol * scale, rtol: 0 });
       x.grad?.dispose();
       x.grad = null;
