@@ -3,21 +3,33 @@ import ndarray from 'ndarray';
 import { native } from './native.js';
 import { Storage } from './storage.js';
 import { Tensor } from './tensor.js';
-import { BYTES_PER_ELEMENT, type DType, type Device } from './dtype.js';
+import { BYTES_PER_ELEMENT, parseDevice, type DType, type Device } from './dtype.js';
 import { checkShape, fmtShape, sizeOf, type Shape } from './shape.js';
 
 export interface TensorOptions { dtype?: DType; device?: Device }
 
+let defaultDevice: Device = parseDevice(process.env.DD2_DEFAULT_DEVICE ?? 'cpu');
+
+/** The device used when a creation function is given none (DD2_DEFAULT_DEVICE, else cpu). The GPU
+ *  test run sets DD2_DEFAULT_DEVICE=cuda so the whole op suite runs on CUDA. */
+export function getDefaultDevice(): Device {
+  return defaultDevice;
+}
+
+export function setDefaultDevice(d: Device): void {
+  defaultDevice = parseDevice(d);
+}
+
 /** Uninitialised tensor (contents are whatever the allocator returns). */
 export function empty(shape: Shape, opts: TensorOptions = {}): Tensor {
   checkShape(shape, 'empty');
-  const st = Storage.alloc(opts.device ?? 'cpu', sizeOf(shape) * BYTES_PER_ELEMENT);
+  const st = Storage.alloc(opts.device ?? defaultDevice, sizeOf(shape) * BYTES_PER_ELEMENT);
   return new Tensor(st, shape, opts.dtype ?? 'float32');
 }
 
 export function zeros(shape: Shape, opts: TensorOptions = {}): Tensor {
   checkShape(shape, 'zeros');
-  const st = Storage.alloc(opts.device ?? 'cpu', sizeOf(shape) * BYTES_PER_ELEMENT, true);
+  const st = Storage.alloc(opts.device ?? defaultDevice, sizeOf(shape) * BYTES_PER_ELEMENT, true);
   return new Tensor(st, shape, opts.dtype ?? 'float32');
 }
 

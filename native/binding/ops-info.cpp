@@ -31,7 +31,7 @@ DD2_EXPORT(build_info) {
 #else
     cu.Set("compiled", false);
     cu.Set("devices", 0);
-    cu.Set("error", "addon built without CUDA (nvcc was not found at build time)");
+    cu.Set("error", "addon built without CUDA (nvcc was not found by CMake, DD2_CUDA=OFF, or a node-gyp build)");
 #endif
     out.Set("cuda", cu);
     out.Set("blas", gemm_backend_description());

@@ -290,7 +290,7 @@ void gemm_builtin_f32(float* c, const float* a, const float* b, int64_t M, int64
     // tile, preferring cuts along M. Small products run on the calling thread.
     const int64_t mt = (M + s.mr - 1) / s.mr, nt = (N + s.nr - 1) / s.nr;
     const double flops = 2.0 * (double)M * (double)N * (double)K;
-    const int64_t want = flops < 4e6 ? 1 : std::min<int64_t>(num_threads(), mt * nt);
+    const int64_t want = flops < kGemmBuiltinSerialFlops ? 1 : std::min<int64_t>(num_threads(), mt * nt);
     int64_t gm = 1, gn = 1, best = INT64_MAX;
     for (int64_t g = 1; g <= want; ++g) {
         if (want % g || g > mt || want / g > nt) continue;

@@ -109,6 +109,15 @@ void gemm_f32_cpu(float* c, const float* a, const float* b, int64_t batch, int64
                   bool ta, bool tb, int64_t sa, int64_t sb, int64_t sc, float alpha, float beta) {
     if (M == 0 || N == 0) return;
     const bool use_blas = gemm_get_backend() == GemmBackend::OpenBLAS;
+    // The built-in kernel runs products under ~4 MFLOP on one thread; for a batch of those (attention
+    // heads, per-image convolutions) spread the batch over the pool instead. Outputs must not overlap.
+    if (!use_blas && batch > 1 && sc >= M * N && 2.0 * (double)M * (double)N * (double)K < kGemmBuiltinSerialFlops) {
+        parallel_for(batch, 1, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i)
+                gemm_builtin_f32(c + i * sc, a + i * sa, b + i * sb, M, N, K, ta, tb, alpha, beta);
+        });
+        return;
+    }
     for (int64_t i = 0; i < batch; ++i) {
         float* ci = c + i * sc;
         const float* ai = a + i * sa;

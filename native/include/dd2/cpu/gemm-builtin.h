@@ -9,4 +9,7 @@ void gemm_builtin_f32(float* c, const float* a, const float* b, int64_t M, int64
                       bool trans_b, float alpha, float beta);
 const char* gemm_builtin_isa();   // which micro-kernel the dispatch picked, e.g. "avx2+fma"
 
+// Products of fewer flops (2*M*N*K) run on the calling thread; gemm_f32_cpu spreads batches of them.
+constexpr double kGemmBuiltinSerialFlops = 4e6;
+
 }  // namespace dd2

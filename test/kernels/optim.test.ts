@@ -1,0 +1,235 @@
+// Optimiser kernels and their TS drivers: adamw_step over several steps against a float64 reference
+// (with and without weight decay, sizes off block multiples, extreme gradients), ema_update, the
+// AdamW class (groups, skipped parameters, state round trip), clipGradNorm, EMA and cosineSchedule.
+import t from 'tap';
+import { native } from '../../lib/tensor/native.js';
+import { tensor, zeros } from '../../lib/tensor/create.js';
+import { keep, memory, tidy } from '../../lib/tensor/engine.js';
+import { supports } from '../../lib/tensor/kernel.js';
+import { parameter } from '../../lib/nn/module.js';
+import { AdamW, clipGradNorm, cosineSchedule, EMA } from '../../lib/nn/optim.js';
+import { expectClose, Rng } from '../harness/compare.js';
+import { adamwRef, clipRef, cosineRef, emaRef, globalNormRef, type AdamWHyper } from '../ref/optim.js';
+import type { Tensor } from '../../lib/tensor/tensor.js';
+
+const rng = new Rng(11);
+const before = memory();
+
+t.test('kernels are registered on the CPU', async (t) => {
+  t.ok(supports('adamw_step', 'cpu'), 'adamw_step');
+  t.ok(supports('ema_update', 'cpu'), 'ema_update');
+});
+
+// Tolerances (measured, see the test log): after 6 steps the parameter error is float32 rounding of
+// |p| (~6e-8 relative) plus a few roundings of the update (|Δp| <= ~lr); measured maxAbs up to
+// ~6e-8 for |p| <= 1 and lr = 1e-2. atol 2e-7 + rtol 2e-7 leaves ~3x margin. Moments are one
+// float32 multiply-add per step: measured maxRel ~2.5e-7 for m, ~4e-7 for v; rtol 1e-6.
+const hypers: [string, AdamWHyper][] = [
+  ['wd=0', { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }],
+  ['wd=0.1', { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1 }],
+  ['betas 0.8/0.95 wd=0.05 lr=3e-3', { lr: 3e-3, beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.05 }],
+];
+
+t.test('adamw_step matches the float64 reference over 6 steps', async (t) => {
+  for (const [hname, h] of hypers) {
+    for (const n of [1, 7, 33, 1000, 40001]) {
+      tidy(() => {
+        const p0 = rng.uniform(n, -1, 1);
+        const p = tensor(p0), m = zeros([n]), v = zeros([n]);
+        const rp = Float64Array.from(p0), rm = new Float64Array(n), rv = new Float64Array(n);
+        for (let step = 1; step <= 6; step++) {
+          const g0 = rng.normal(n, step === 3 ? 10 : 0.5);
+          const g = tensor(g0);
+          native.adamw_step(p.id, g.id, m.id, v.id, n, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay,
+            1 - h.beta1 ** step, 1 - h.beta2 ** step);
+          adamwRef(rp, g0, rm, rv, h, step);
+          g.dispose();
+        }
+        expectClose(t, `${hname} n=${n} p`, p.toFloat32Array(), rp, { atol: 2e-7, rtol: 2e-7 });
+        expectClose(t, `${hname} n=${n} m`, m.toFloat32Array(), rm, { atol: 1e-12, rtol: 1e-6 });
+        expectClose(t, `${hname} n=${n} v`, v.toFloat32Array(), rv, { atol: 1e-12, rtol: 1e-6 });
+      });
+    }
+  }
+});
+
+t.test('adamw_step extremes: zero, huge and tiny gradients stay finite and match', async (t) => {
+  tidy(() => {
+    const h = hypers[1][1];
+    const g0 = new Float32Array([0, 1e18, -1e18, 1e-30, -1e-30, 3.5, 0, -2]);
+    const n = g0.length;
+    const p0 = rng.uniform(n, -1, 1);
+    const p = tensor(p0), m = zeros([n]), v = zeros([n]), g = tensor(g0);
+    const rp = Float64Array.from(p0), rm = new Float64Array(n), rv = new Float64Array(n);
+    for (let step = 1; step <= 3; step++) {
+      native.adamw_step(p.id, g.id, m.id, v.id, n, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay,
+        1 - h.beta1 ** step, 1 - h.beta2 ** step);
+      adamwRef(rp, g0, rm, rv, h, step);
+    }
+    const got = p.toFloat32Array();
+    t.ok(got.every(Number.isFinite), `parameters stay finite: ${Array.from(got, (x) => x.toPrecision(4)).join(' ')}`);
+    // With g = ±1e-30, g² underflows in float32 (v = 0), so the step is m/eps rather than m/|g|: the
+    // update differs from float64 by up to lr·(1e-30/1e-8)... which is ~1e-24, far below the atol.
+    expectClose(t, 'extreme gradients p', got, rp, { atol: 2e-7, rtol: 2e-7 });
+  });
+});
+
+t.test('adamw_step and ema_update reject bad arguments', async (t) => {
+  tidy(() => {
+    const a = zeros([4]), b = zeros([4]), c = zeros([4]), d = zeros([4]);
+    t.throws(() => native.adamw_step(a.id, b.id, c.id, d.id, 5, 1e-3, 0.9, 0.999, 1e-8, 0, 0.1, 0.001),
+      RangeError, 'buffer too small');
+    t.throws(() => native.adamw_step(a.id, b.id, c.id, d.id, 4, 1e-3, 1.0, 0.999, 1e-8, 0, 0.1, 0.001),
+      /betas/, 'beta1 = 1');
+    t.throws(() => native.adamw_step(a.id, b.id, c.id, d.id, 4, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0.001),
+      /bias corrections/, 'bc1 = 0');
+    t.throws(() => native.ema_update(a.id, b.id, 4, 1.5), /decay/, 'decay > 1');
+  });
+});
+
+// ema_update is one float32 multiply-add per step: measured maxRel ~1.2e-7 after 5 steps; rtol 5e-7.
+t.test('ema_update matches the float64 reference over 5 steps', async (t) => {
+  for (const n of [1, 7, 33, 40001]) {
+    for (const decay of [0, 0.9, 0.9999, 1]) {
+      tidy(() => {
+        const e0 = rng.uniform(n, -1, 1);
+        const e = tensor(e0), re = Float64Array.from(e0);
+        for (let s = 0; s < 5; s++) {
+          const p0 = rng.uniform(n, -2, 2);
+          const p = tensor(p0);
+          native.ema_update(e.id, p.id, n, decay);
+          emaRef(re, p0, decay);
+          p.dispose();
+        }
+        expectClose(t, `ema n=${n} decay=${decay}`, e.toFloat32Array(), re, { atol: 1e-7, rtol: 5e-7 });
+      });
+    }
+  }
+});
+
+/** Parameters with given gradients (kept; the caller disposes them). */
+function params(sizes: number[], gscale = 1): Tensor[] {
+  return sizes.map((n) => {
+    const p = parameter(tensor(rng.uniform(n, -1, 1)), `p${n}`);
+    p.grad = keep(tensor(rng.normal(n, gscale)));
+    return p;
+  });
+}
+function free(ps: Tensor[]): void {
+  for (const p of ps) { p.grad?.dispose(); p.dispose(); }
+}
+
+t.test('AdamW class: groups, no-decay groups, skipped parameters, state round trip', async (t) => {
+  const h = { lr: 5e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.2 };
+  const [a, b, c] = params([33, 7, 5]);
+  const ref = [a, b, c].map((p) => ({ p: Float64Array.from(p.toFloat32Array()), m: new Float64Array(p.size),
+    v: new Float64Array(p.size), t: 0 }));
+  const opt = new AdamW([{ params: [a, b] }, { params: [c], weightDecay: 0 }],
+    { lr: h.lr, betas: [h.beta1, h.beta2], eps: h.eps, weightDecay: h.weightDecay });
+  const run = (o: AdamW, steps: number) => {
+    for (let s = 0; s < steps; s++) {
+      for (const [i, p] of [a, b, c].entries()) {
+        p.grad?.dispose();
+        p.grad = i === 1 && s % 2 === 1 ? null : keep(tensor(rng.normal(p.size, 0.3)));   // b skips odd steps
+        if (p.grad) {
+          ref[i].t++;
+          adamwRef(ref[i].p, p.grad.toFloat32Array(), ref[i].m, ref[i].v, { ...h, weightDecay: i === 2 ? 0 : h.weightDecay }, ref[i].t);
+        }
+      }
+      o.step();
+    }
+  };
+  run(opt, 4);
+  const st = opt.stateDict();
+  t.equal(st.step, 4, 'step count');
+  t.same(st.params.map((e) => e?.step), [4, 2, 4], 'per-parameter steps count only steps with a gradient');
+  // A fresh optimiser restored from the state continues identically.
+  opt.dispose();
+  const opt2 = new AdamW([{ params: [a, b] }, { params: [c], weightDecay: 0 }], { lr: 1 });
+  opt2.loadStateDict(st);
+  t.equal(opt2.groups[0].lr, h.lr, 'lr restored');
+  run(opt2, 3);
+  for (const [i, p] of [a, b, c].entries()) {
+    expectClose(t, `AdamW param ${i} after 7 steps`, p.toFloat32Array(), ref[i].p, { atol: 2e-7, rtol: 2e-7 });
+  }
+  opt2.zeroGrad();
+  t.ok([a, b, c].every((p) => p.grad === null), 'zeroGrad clears gradients');
+  t.throws(() => new AdamW([a, a], { lr: 1 }), /more than once/, 'duplicate parameter rejected');
+  t.throws(() => opt2.loadStateDict({ ...st, params: st.params.slice(1) }), RangeError, 'wrong state size rejected');
+  opt2.dispose();
+  free([a, b, c]);
+});
+
+// The norm is a float64 sum of float32 squares: measured relative error vs the float64 reference
+// ~1e-16 (only summation order differs); rtol 1e-12. Scaled gradients are one float32 multiply:
+// measured maxRel ~6e-8, rtol 2e-7.
+t.test('clipGradNorm: norm in float64, scales only above maxNorm', async (t) => {
+  for (const gscale of [0.01, 1, 100]) {
+    const ps = params([1, 7, 33, 1000, 40001], gscale);
+    const g0 = ps.map((p) => p.grad!.toFloat32Array());
+    const want = globalNormRef(g0);
+    const maxNorm = 5;
+    const norm = clipGradNorm([...ps, parameter(zeros([3]))], maxNorm);
+    t.ok(Math.abs(norm - want) <= 1e-12 * want, `norm ${norm} vs float64 ${want} (rel ${(Math.abs(norm - want) / want).toExponential(2)})`);
+    const clipped = clipRef(g0, maxNorm);
+    ps.forEach((p, i) => {
+      const got = p.grad!.toFloat32Array();
+      if (want <= maxNorm) t.same(got, g0[i], `gscale=${gscale} n=${p.size}: untouched below maxNorm`);
+      else expectClose(t, `gscale=${gscale} n=${p.size}: clipped`, got, clipped[i], { atol: 1e-30, rtol: 2e-7 });
+    });
+    const after = globalNormRef(ps.map((p) => p.grad!.toFloat32Array()));
+    t.ok(after <= maxNorm * (1 + 1e-6), `norm after clipping ${after.toFixed(6)} <= ${maxNorm}`);
+    free(ps);
+  }
+  const bad = params([4]);
+  native.fill_f32(bad[0].grad!.id, 4, NaN);
+  t.ok(Number.isNaN(clipGradNorm(bad, 1)), 'NaN norm is returned');
+  t.throws(() => clipGradNorm(bad, 1, { errorIfNonfinite: true }), /norm is NaN/, 'errorIfNonfinite throws');
+  free(bad);
+});
+
+t.test('EMA: update, copyTo and swap', async (t) => {
+  const ps = params([7, 33]);
+  const init = ps.map((p) => Float64Array.from(p.toFloat32Array()));
+  const ema = new EMA(ps, 0.9);
+  const ref = init.map((x) => Float64Array.from(x));
+  for (let s = 0; s < 4; s++) {
+    for (const [i, p] of ps.entries()) {
+      const x = rng.uniform(p.size, -1, 1);
+      native.storage_write(p.storage.id, 0, x);
+      emaRef(ref[i], x, 0.9);
+    }
+    ema.update();
+  }
+  ema.shadow.forEach((s, i) => expectClose(t, `EMA shadow ${i}`, s.toFloat32Array(), ref[i], { atol: 1e-7, rtol: 5e-7 }));
+  const live = ps.map((p) => p.toFloat32Array());
+  ema.swap();
+  ps.forEach((p, i) => expectClose(t, `swap puts the average in ${i}`, p.toFloat32Array(), ref[i], { atol: 1e-7, rtol: 5e-7 }));
+  ema.swap();
+  ps.forEach((p, i) => t.same(p.toFloat32Array(), live[i], `swap back restores ${i}`));
+  const other = params([7, 33]);
+  ema.copyTo(other);
+  other.forEach((p, i) => t.same(p.toFloat32Array(), ema.shadow[i].toFloat32Array(), `copyTo target ${i}`));
+  t.throws(() => ema.copyTo(other.slice(1)), /target has 1 parameters/, 'copyTo checks the count');
+  ema.dispose();
+  free([...ps, ...other]);
+});
+
+t.test('cosineSchedule: warm-up, cosine decay, floor', async (t) => {
+  const f = cosineSchedule({ warmup: 10, total: 110, base: 1e-3, min: 1e-5 });
+  for (const s of [0, 4, 9, 10, 35, 60, 109, 110, 500]) {
+    const want = cosineRef(s, 10, 110, 1e-3, 1e-5);
+    t.ok(Math.abs(f(s) - want) <= 1e-15, `step ${s}: ${f(s).toExponential(6)} (want ${want.toExponential(6)})`);
+  }
+  t.equal(f(9), 1e-3, 'peak at the end of warm-up');
+  t.ok(Math.abs(f(60) - (1e-3 + 1e-5) / 2) < 1e-15, 'midpoint of the cosine is the mean of base and min');
+  t.equal(cosineSchedule({ warmup: 0, total: 0, base: 1 })(0), 0, 'degenerate schedule reaches min');
+  t.throws(() => cosineSchedule({ warmup: 10, total: 5, base: 1 }), RangeError, 'warmup > total rejected');
+});
+
+t.test('no tensors leak', async (t) => {
+  const after = memory();
+  t.equal(after.tensors, before.tensors, 'live tensors back to baseline');
+  t.equal(after.cpu.bytes, before.cpu.bytes, 'native bytes back to baseline');
+  t.equal(after.cpu.live, before.cpu.live, 'native storages back to baseline');
+});
