@@ -4,6 +4,7 @@
       "target_name": "dd2",
       "sources": [
         "native/binding/addon.cpp",
+        "native/binding/ops-attention.cpp",
         "native/binding/ops-conv.cpp",
         "native/binding/ops-elementwise.cpp",
         "native/binding/ops-gemm.cpp",
@@ -17,6 +18,7 @@
         "native/binding/registry.cpp",
         "native/binding/storage.cpp",
         "native/common/threadpool.cpp",
+        "native/cpu/attention.cpp",
         "native/cpu/conv.cpp",
         "native/cpu/elementwise.cpp",
         "native/cpu/gemm-builtin.cpp",

@@ -4,6 +4,7 @@
 // Each size is first checked (builtin vs openblas), then timed: warm-up, then best/median of samples.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { native, joinRoot } from '../lib/tensor/native.js';
 
 export interface GemmBenchOptions { sizes: number[]; threads: number; reps: number; rounds: number }
@@ -111,6 +112,7 @@ export function formatGemmTable(res: GemmBenchResult): string {
 export async function runGemmBench(opts: GemmBenchOptions): Promise<GemmBenchResult> {
   const { sizes, threads, reps, rounds } = opts;
   const note: string[] = [];
+  const load0 = loadavg()[0];
   native.set_num_threads(threads);   // our pool and OpenBLAS's thread count together
   native.gemm_set_backend('openblas');
   const addonBlas = native.build_info().blas;
@@ -147,6 +149,8 @@ export async function runGemmBench(opts: GemmBenchOptions): Promise<GemmBenchRes
     }
   }
   native.gemm_set_backend('auto');
+  note.push(`1-min load average: ${load0.toFixed(2)} before, ${loadavg()[0].toFixed(2)} after ` +
+    '(other processes on the machine make these numbers noisy)');
   const rows = sizes.map((n) => ({ size: n, c: cBest.get(n) ?? null, addonBlas: best.get(`blas ${n}`) ?? 0,
     builtin: best.get(`builtin ${n}`) ?? 0, relErr: relErr.get(n) ?? NaN }));
   for (const r of rows)

@@ -27,9 +27,6 @@ export function keep<T extends Tensor>(t: T): T {
   return t;
 }
 
-type TensorContainer = Tensor | TensorContainer[] | { [k: string]: TensorContainer } | void | number | string |
-  boolean | null | undefined;
-
 function collect(v: unknown, out: Set<Tensor>, isTensor: (x: unknown) => x is Tensor, depth = 0): void {
   if (depth > 8 || v == null) return;
   if (isTensor(v)) out.add(v);
@@ -46,7 +43,7 @@ export function setTensorCheck(f: (x: unknown) => x is Tensor): void {
 
 /** Runs fn; disposes every tensor created inside except those returned (in a tensor, array or plain
  *  object) or kept. Returned tensors move to the enclosing scope. Scopes nest; fn must not be async. */
-export function tidy<T extends TensorContainer>(fn: () => T): T {
+export function tidy<T>(fn: () => T): T {
   const scope: Scope = { tensors: new Set() };
   scopes.push(scope);
   let result: T;

@@ -7,7 +7,9 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export interface MemoryCounters { live: number; bytes: number; peak: number; allocs: number }
+/** Per device: live storages, their bytes, the peak of bytes, allocations so far, and (cuda) bytes
+ *  held in the caching allocator's free lists. */
+export interface MemoryCounters { live: number; bytes: number; peak: number; allocs: number; cached: number }
 
 export interface BuildInfo {
   cuda: {
@@ -54,6 +56,7 @@ export interface NativeModule {
   num_threads(): number;
   set_num_threads(n: number): void;
   cuda_synchronize(): void;
+  cuda_empty_cache(): void;
 
   // ---- elementwise (cpu/elementwise.cpp) ---- n = element count
   fill_f32(y: number, n: number, value: number): void;
@@ -99,6 +102,8 @@ export interface NativeModule {
   /** 'auto' | 'builtin' | 'openblas' */
   gemm_set_backend(name: string): void;
   gemm_get_backend(): string;
+  /** CUDA GEMM settings: TF32 tensor-core math, forcing the built-in kernel; returns a description */
+  gemm_cuda_options(opts?: { tf32?: boolean; builtin?: boolean }): string;
 
   // ---- softmax and losses (cpu/softmax.cpp), last axis of (rows, cols) ----
   softmax_forward(y: number, x: number, rows: number, cols: number): void;
@@ -155,6 +160,8 @@ export interface NativeModule {
   attention_backward(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number,
                      o: number, lse: number, BH: number, Tq: number, Tk: number, D: number, scale: number,
                      causal: boolean, levelQ: number, levelK: number): void;
+  /** which compiled variant the attention kernels use: 'avx512f' | 'avx2+fma' | 'base' */
+  attention_isa(): string;
 
   // ---- optimiser (cpu/optim.cpp), in place ----
   /** AdamW with decoupled weight decay; bc1 = 1 - beta1^t, bc2 = 1 - beta2^t */

@@ -3,7 +3,7 @@
 // is reproducible from (seed, position) alone and CPU and CUDA kernels produce the same streams.
 import { native } from './native.js';
 import { Tensor } from './tensor.js';
-import { empty } from './create.js';
+import { empty, getDefaultDevice } from './create.js';
 import { check, expectDtype } from './kernel.js';
 import { contiguous } from './ops/shape.js';
 import type { Device } from './dtype.js';
@@ -37,14 +37,14 @@ export class Generator {
     return at;
   }
 
-  uniform(shape: Shape, device: Device = 'cpu'): Tensor {
+  uniform(shape: Shape, device: Device = getDefaultDevice()): Tensor {
     const y = empty(shape, { device });
     check('uniform', ['rng_uniform'], y);
     native.rng_uniform(y.id, y.size, this.lo, this.hi, this.take(y.size));
     return y;
   }
 
-  normal(shape: Shape, device: Device = 'cpu'): Tensor {
+  normal(shape: Shape, device: Device = getDefaultDevice()): Tensor {
     const y = empty(shape, { device });
     check('normal', ['rng_normal'], y);
     native.rng_normal(y.id, y.size, this.lo, this.hi, this.take(y.size));
@@ -65,7 +65,7 @@ export class Generator {
   }
 
   /** Dropout mask: 1/(1-p) with probability 1-p, else 0. */
-  dropoutMask(shape: Shape, p: number, device: Device = 'cpu'): Tensor {
+  dropoutMask(shape: Shape, p: number, device: Device = getDefaultDevice()): Tensor {
     const y = empty(shape, { device });
     check('dropout', ['rng_dropout_mask'], y);
     native.rng_dropout_mask(y.id, y.size, p, this.lo, this.hi, this.take(y.size));

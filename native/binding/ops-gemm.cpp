@@ -4,11 +4,12 @@
 #include "binding/registry.h"
 #include "common/check.h"
 #include "dd2/cpu/gemm.h"
+#include "dd2/cuda/gemm.h"
 
 using namespace dd2;
 
 // gemm(c, a, b, batch, M, N, K, transA, transB, strideA, strideB, strideC, alpha, beta)
-DD2_KERNEL(gemm, ON_CPU) {
+DD2_KERNEL(gemm, ON_CPU | DD2_CUDA_IF_BUILT) {
     int64_t batch = a.i64(3), M = a.i64(4), N = a.i64(5), K = a.i64(6);
     int64_t sa = a.i64(9), sb = a.i64(10), sc = a.i64(11);
     DD2_CHECK_RANGE(batch >= 0 && M >= 0 && N >= 0 && K >= 0, "gemm: negative size");
@@ -17,10 +18,10 @@ DD2_KERNEL(gemm, ON_CPU) {
     a.need(0, ((batch - 1) * sc + M * N) * 4);
     a.need(1, ((batch - 1) * sa + M * K) * 4);
     a.need(2, ((batch - 1) * sb + K * N) * 4);
-    a.require_cpu();
     bool ta = a.flag(7), tb = a.flag(8);
-    gemm_f32_cpu(a.f32(0), a.f32(1), a.f32(2), batch, M, N, K, ta, tb, sa, sb, sc, (float)a.f64(12),
-                 (float)a.f64(13));
+    float alpha = (float)a.f64(12), beta = (float)a.f64(13);
+    DD2_DISPATCH(a, gemm_f32_cpu(a.f32(0), a.f32(1), a.f32(2), batch, M, N, K, ta, tb, sa, sb, sc, alpha, beta),
+                 gemm_f32_cuda(a.f32(0), a.f32(1), a.f32(2), batch, M, N, K, ta, tb, sa, sb, sc, alpha, beta));
 }
 
 // gemm_set_backend('auto' | 'builtin' | 'openblas')
@@ -35,4 +36,18 @@ DD2_EXPORT(gemm_set_backend) {
 
 DD2_EXPORT(gemm_get_backend) {
     return Napi::String::New(info.Env(), gemm_get_backend() == GemmBackend::OpenBLAS ? "openblas" : "builtin");
+}
+
+// gemm_cuda_options({tf32?: boolean, builtin?: boolean}) -> description of the CUDA GEMM in use
+DD2_EXPORT(gemm_cuda_options) {
+#ifdef DD2_WITH_CUDA
+    if (info.Length() > 0 && info[0].IsObject()) {
+        Napi::Object o = info[0].As<Napi::Object>();
+        if (o.Has("tf32")) gemm_cuda_set_tf32(o.Get("tf32").ToBoolean().Value());
+        if (o.Has("builtin")) gemm_cuda_force_builtin(o.Get("builtin").ToBoolean().Value());
+    }
+    return Napi::String::New(info.Env(), gemm_cuda_description());
+#else
+    return Napi::String::New(info.Env(), "not compiled");
+#endif
 }

@@ -110,7 +110,20 @@ DD2_EXPORT(memory_stats) {
         o.Set("bytes", (double)st.bytes);
         o.Set("peak", (double)st.peak);
         o.Set("allocs", (double)st.allocs);
+        double cached = 0;
+#ifdef DD2_WITH_CUDA
+        if (d == 1) cached = (double)cuda::cached_bytes();
+#endif
+        o.Set("cached", cached);
         out.Set(names[d], o);
     }
     return out;
+}
+
+// cuda_empty_cache(): returns cached device blocks to the driver
+DD2_EXPORT(cuda_empty_cache) {
+#ifdef DD2_WITH_CUDA
+    cuda::empty_cache();
+#endif
+    return info.Env().Undefined();
 }

@@ -61,6 +61,24 @@ private:
 
 }  // namespace dd2
 
+// Kernels with a CUDA implementation register with ON_CPU | DD2_CUDA_IF_BUILT and call
+// DD2_DISPATCH(a, cpu_call, cuda_call); without CUDA in the build the cuda_call is not even compiled.
+#ifdef DD2_WITH_CUDA
+#define DD2_CUDA_IF_BUILT ::dd2::ON_CUDA
+#define DD2_DISPATCH(a, cpu_call, cuda_call)                        \
+    do {                                                            \
+        if ((a).device() == ::dd2::Device::CUDA) { cuda_call; }     \
+        else { cpu_call; }                                          \
+    } while (0)
+#else
+#define DD2_CUDA_IF_BUILT 0u
+#define DD2_DISPATCH(a, cpu_call, cuda_call) \
+    do {                                     \
+        (a).require_cpu();                   \
+        cpu_call;                            \
+    } while (0)
+#endif
+
 #define DD2_CONCAT_(a, b) a##b
 #define DD2_CONCAT(a, b) DD2_CONCAT_(a, b)
 

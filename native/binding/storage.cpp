@@ -66,7 +66,7 @@ void storage_free(uint32_t id) {
         std::free(s.ptr);
     } else {
 #ifdef DD2_WITH_CUDA
-        cuda::free_bytes(s.ptr);
+        cuda::free_bytes(s.ptr, s.bytes);
 #endif
     }
     DeviceStats& st = g_stats[(int)s.dev];

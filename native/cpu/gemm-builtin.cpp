@@ -13,6 +13,8 @@
 #include <cstring>
 #include <string>
 
+#include <unistd.h>
+
 #include "common/threadpool.h"
 
 namespace dd2 {
@@ -30,7 +32,7 @@ using KernelFn = void (*)(int64_t kc, const float* ap, const float* bp, float* c
 struct Isa {
     const char* name;
     int mr, nr;
-    int64_t kc, nc;   // cache blocking: B block kc x nc lives in L2, A micro-panel MR x kc in L1
+    int64_t kc;   // K block: the A micro-panel (MR x kc) stays in L1
     KernelFn kern;
 };
 
@@ -138,9 +140,9 @@ void kernel_scalar_4x8(int64_t kc, const float* __restrict ap, const float* __re
             c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
 }
 
-const Isa kAvx512{"avx512f", 12, 32, 384, 1536, kernel_avx512_12x32};
-const Isa kAvx2{"avx2+fma", 6, 16, 256, 1536, kernel_avx2_6x16};
-const Isa kScalar{"scalar", 4, 8, 256, 1024, kernel_scalar_4x8};
+const Isa kAvx512{"avx512f", 12, 32, 384, kernel_avx512_12x32};
+const Isa kAvx2{"avx2+fma", 6, 16, 256, kernel_avx2_6x16};
+const Isa kScalar{"scalar", 4, 8, 256, kernel_scalar_4x8};
 
 const Isa& isa() {
     static const Isa* picked = [] {
@@ -155,6 +157,18 @@ const Isa& isa() {
         return has512 ? &kAvx512 : has2 ? &kAvx2 : &kScalar;
     }();
     return *picked;
+}
+
+// N block: the packed B block (kc x nc) should stay in L2 while the MR-row micro-panels of A sweep it.
+// L2_FRACTION of the per-core L2 (sysconf; 1 MiB if unknown), at least 4 panels, at most 4096 columns.
+constexpr double L2_FRACTION = 0.75;
+int64_t nc_max(const Isa& s) {
+    static const long l2 = [] {
+        const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
+        return v > 0 ? v : 1L << 20;
+    }();
+    const int64_t nc = (int64_t)(L2_FRACTION * (double)l2 / (double)(s.kc * sizeof(float)));
+    return std::max<int64_t>(4 * s.nr, std::min<int64_t>(4096, nc / s.nr * s.nr));
 }
 
 // ---------------------------------------------------------------- packing
@@ -210,6 +224,8 @@ struct PackBuffer {
     float* get(size_t floats) {
         if (floats > cap) {
             std::free(p);
+            p = nullptr;
+            cap = 0;
             const size_t bytes = (floats * sizeof(float) + 63) / 64 * 64;
             p = static_cast<float*>(std::aligned_alloc(64, bytes));
             if (!p) throw std::bad_alloc();
@@ -232,7 +248,7 @@ void gemm_tile(const Isa& s, int64_t M, int64_t N, int64_t K, const float* a, in
                int64_t ldb, bool tb, float* c, int64_t ldc, float alpha, float beta) {
     const int MR = s.mr, NR = s.nr;
     const int64_t kc_blk = balanced_block(K, s.kc, 8);
-    const int64_t nc_blk = balanced_block(N, s.nc, NR);
+    const int64_t nc_blk = balanced_block(N, nc_max(s), NR);
     float* bp = t_pack_b.get((size_t)kc_blk * (size_t)((nc_blk + NR - 1) / NR * NR));
     float* ap = t_pack_a.get((size_t)kc_blk * MR);
     alignas(64) float tmp[kMaxTile];

@@ -111,7 +111,8 @@ void gemm_f32_cpu(float* c, const float* a, const float* b, int64_t batch, int64
     const bool use_blas = gemm_get_backend() == GemmBackend::OpenBLAS;
     // The built-in kernel runs products under ~4 MFLOP on one thread; for a batch of those (attention
     // heads, per-image convolutions) spread the batch over the pool instead. Outputs must not overlap.
-    if (!use_blas && batch > 1 && sc >= M * N && 2.0 * (double)M * (double)N * (double)K < kGemmBuiltinSerialFlops) {
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    if (!use_blas && batch > 1 && sc >= M * N && flops < kGemmBuiltinSerialFlops) {
         parallel_for(batch, 1, [&](int64_t i0, int64_t i1) {
             for (int64_t i = i0; i < i1; ++i)
                 gemm_builtin_f32(c + i * sc, a + i * sa, b + i * sb, M, N, K, ta, tb, alpha, beta);

@@ -20,8 +20,13 @@ struct Info {
 
 Info info();                          // never throws
 bool available();                     // at least one device usable
-void* malloc_bytes(size_t bytes);     // throws "out of memory" with the request size
-void free_bytes(void* p);
+// Caching allocator (cuda/allocator.cu): blocks are rounded to size classes and returned to a cache
+// on free; a failed cudaMalloc releases the cache and retries once, then throws an out-of-memory
+// error reporting the request, live and cached bytes.
+void* malloc_bytes(size_t bytes);
+void free_bytes(void* p, size_t bytes);
+size_t cached_bytes();
+void empty_cache();
 void memcpy_h2d(void* dst, const void* src, size_t bytes);
 void memcpy_d2h(void* dst, const void* src, size_t bytes);
 void memcpy_d2d(void* dst, const void* src, size_t bytes);

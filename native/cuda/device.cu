@@ -50,17 +50,6 @@ bool available() {
     return cached == 1;
 }
 
-void* malloc_bytes(size_t bytes) {
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
-    if (e == cudaErrorMemoryAllocation) {
-        (void)cudaGetLastError();
-        throw Error(cat("dd2: CUDA out of memory allocating ", bytes, " bytes"));
-    }
-    check(e, "cudaMalloc");
-    return p;
-}
-void free_bytes(void* p) { check(cudaFree(p), "cudaFree"); }
 void memcpy_h2d(void* d, const void* s, size_t n) { check(cudaMemcpy(d, s, n, cudaMemcpyHostToDevice), "copy host->device"); }
 void memcpy_d2h(void* d, const void* s, size_t n) { check(cudaMemcpy(d, s, n, cudaMemcpyDeviceToHost), "copy device->host"); }
 void memcpy_d2d(void* d, const void* s, size_t n) { check(cudaMemcpy(d, s, n, cudaMemcpyDeviceToDevice), "copy device->device"); }

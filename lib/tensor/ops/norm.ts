@@ -114,8 +114,7 @@ export function groupNorm(x: Tensor, groups: number, weight?: Param, bias?: Para
   checkParam(op, bias, C, 'bias');
   checkEps(op, eps);
   return runNorm({
-    op, x, params: [weight, bias], nstats: 2,
-    statLen: N * G,
+    op, x, params: [weight, bias], nstats: 2, statLen: N * G,
     forward: (y, [mean, rstd], xc, [w, b]) =>
       native.group_norm_forward(y.id, mean.id, rstd.id, xc.id, ids(w), ids(b), N, C, HW, G, eps),
     backward: (dx, [dw, db], dy, xc, [w], [mean, rstd]) =>
