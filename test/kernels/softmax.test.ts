@@ -76,6 +76,7 @@ function checkAnalytic(t: Test, name: string, data: Float32Array, rows: number, 
       const scale = want.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       expectClose(t, `${op} ${name} backward (analytic)`, x.grad!.toFloat32Array(), want,
         { atol: (gradTol.atol ?? 0) * scale, rtol: gradTol.rtol ?? 0 });
+      x.grad?.dispose();   // leaf gradients are kept outside tidy scopes
     }
   });
 }
@@ -174,6 +175,7 @@ t.test('crossEntropy with extreme logits: forward and analytic gradient', async 
     // 6e-8 of the gradient scale, tolerance 5e-7 (without renormalisation this fails at ~1e-4).
     expectClose(t, 'crossEntropy ±1e4 backward (analytic)', x.grad!.toFloat32Array(), want,
       { atol: 5e-7 * scale, rtol: 0 });
+    x.grad?.dispose();
   });
 });
 
@@ -189,20 +191,24 @@ t.test('crossEntropy edge cases and errors', async (t) => {
     t.same(Array.from(l.toFloat32Array()).map((v) => v === Infinity || v > 0), [true, true],
       'a fully masked row has loss +inf (the next row is finite)');
   });
-  const m0 = memory();
+  // Inputs are made first so that the count after the failed calls shows what the ops left behind.
   const x = tensor(rng.normal(12), [3, 4]);
   x.requiresGrad = true;
-  for (const bad of [4, -1, 1000]) {
-    t.throws(() => crossEntropy(x, tensor(new Int32Array([0, bad, 1]))),
+  const bads = [4, -1, 1000].map((bad) => [bad, tensor(new Int32Array([0, bad, 1]))] as const);
+  const short = tensor(new Int32Array([0, 1])), floats = tensor([0, 1, 2]), ok = tensor(new Int32Array(3));
+  const m0 = memory();
+  for (const [bad, tg] of bads) {
+    t.throws(() => crossEntropy(x, tg),
       { name: 'RangeError', message: new RegExp(`target ${bad} at row 1 is out of range \\[0, 4\\)`) },
       `target ${bad} is rejected with a RangeError naming it`);
   }
-  t.throws(() => crossEntropy(x, tensor(new Int32Array([0, 1]))), /targets \[2\] must have the shape of logits \[3, 4\]/);
-  t.throws(() => crossEntropy(x, tensor([0, 1, 2])), { name: 'TypeError', message: /targets must be int32/ });
-  t.throws(() => crossEntropy(x, tensor(new Int32Array(3)), { reduction: 'avg' as 'mean' }), /reduction must be/);
-  t.throws(() => softmax(x, 2), /axis 2 is out of range for rank 2/);
-  x.dispose();
-  t.equal(memory().tensors, m0.tensors - 0, 'failed calls leave no tensors behind');
+  t.throws(() => crossEntropy(x, short), /targets \[2\] must have the shape of logits \[3, 4\]/, 'shape mismatch');
+  t.throws(() => crossEntropy(x, floats), { name: 'TypeError', message: /targets must be int32/ }, 'float targets');
+  t.throws(() => crossEntropy(x, ok, { reduction: 'avg' as 'mean' }), /reduction must be/, 'unknown reduction');
+  t.throws(() => softmax(x, 2), /axis 2 is out of range for rank 2/, 'bad axis');
+  t.equal(memory().tensors, m0.tensors, 'failed calls leave no tensors behind');
+  t.equal(memory().cpu.bytes, m0.cpu.bytes, 'failed calls leave no native memory behind');
+  for (const v of [x, short, floats, ok, ...bads.map((b) => b[1])]) v.dispose();
 });
 
 t.test('no tensors leak', async (t) => {
