@@ -163,7 +163,7 @@ void conv2d_forward_f32_cpu(float* y, const float* x, const float* w, const floa
         for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
             const int64_t cur = std::min(nb, g.N - n0), ld = cur * OHW;
             float* yc = y + n0 * g.Cout * OHW;
-            im2col(col.get(), ld, x, cur, g);
+            im2col(col.get(), ld, x + n0 * g.Cin * HW, cur, g);
             float* out = cur == 1 ? yc : stage.get();
             gemm_f32_cpu(out, w, col.get(), 1, g.Cout, ld, CKK, false, false, 0, 0, 0, 1.0f, 0.0f);
             if (cur > 1) from_wide(yc, stage.get(), cur, g.Cout, OHW);

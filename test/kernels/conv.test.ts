@@ -3,7 +3,8 @@
 // odd spatial sizes, both GEMM backends, image chunking (small column budget), and shape errors.
 import t, { type Test } from 'tap';
 import { conv2d, upsampleNearest } from '../../lib/tensor/ops/conv.js';
-import { tensor } from '../../lib/tensor/create.js';
+import { getDefaultDevice, tensor } from '../../lib/tensor/create.js';
+import { supports } from '../../lib/tensor/kernel.js';
 import { memory, tidy } from '../../lib/tensor/engine.js';
 import { native } from '../../lib/tensor/native.js';
 import { checkOp } from '../harness/gradcheck.js';
@@ -12,6 +13,8 @@ import { conv2dAbsRef, conv2dRef, upsampleNearestRef, type ConvDims } from '../r
 
 const rng = new Rng(31);
 const before = memory();
+// Tests outside checkOp (which skips by itself) are skipped where the default device lacks the kernels.
+const skip = supports('conv2d_forward', getDefaultDevice()) ? false : `conv kernels are not available on ${getDefaultDevice()}`;
 
 // [N, Cin, H, W, Cout, KH, KW, stride, pad, bias]
 type Case = [number, number, number, number, number, number, number, number, number, boolean];
@@ -61,7 +64,7 @@ t.test('conv2d forward and backward (OpenBLAS when available, else built-in GEMM
   for (const c of cases) convCase(t, c, '');
 });
 
-t.test('conv2d with the built-in GEMM kernel', async (t) => {
+t.test('conv2d with the built-in GEMM kernel', { skip }, async (t) => {
   native.gemm_set_backend('builtin');
   try {
     for (const c of cases) convCase(t, c, ' [builtin]');
@@ -96,7 +99,7 @@ t.test('conv2d when only some inputs require grad', async (t) => {
   convCase(t, c, ' [b only]', [false, false, true]);
 });
 
-t.test('conv2d forward error is bounded by the rounding scale for wider reductions', async (t) => {
+t.test('conv2d forward error is bounded by the rounding scale for wider reductions', { skip }, async (t) => {
   // CKK = 16 * 9 = 144 terms: |err| <= tol * sum|x w| with tol a few K * eps32 / sqrt(K) (random-walk
   // rounding); measured max |err|/scale ~ 1e-7.
   tidy(() => {
@@ -109,7 +112,7 @@ t.test('conv2d forward error is bounded by the rounding scale for wider reductio
   });
 });
 
-t.test('conv2d shape errors', async (t) => {
+t.test('conv2d shape errors', { skip }, async (t) => {
   tidy(() => {
     const x = tensor(rng.uniform(2 * 3 * 5 * 5), [2, 3, 5, 5]);
     const w = tensor(rng.uniform(4 * 3 * 3 * 3), [4, 3, 3, 3]);
@@ -127,7 +130,8 @@ t.test('conv2d shape errors', async (t) => {
   });
 });
 
-t.test('upsampleNearest forward and backward (factors 1, 2, 3)', async (t) => {
+const skipUp = supports('upsample_nearest_forward', getDefaultDevice()) ? false : skip;
+t.test('upsampleNearest forward and backward (factors 1, 2, 3)', { skip: skipUp }, async (t) => {
   const shapes: number[][] = [[2, 3, 4, 5], [1, 1, 1, 1], [1, 2, 3, 7]];
   for (const s of shapes) {
     for (const f of [1, 2, 3]) {

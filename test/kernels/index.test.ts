@@ -3,7 +3,8 @@
 // every float32 sum exact, so any lost or doubled update shows), determinism, range and shape errors.
 import t from 'tap';
 import { embedding, gather } from '../../lib/tensor/ops/index.js';
-import { tensor } from '../../lib/tensor/create.js';
+import { getDefaultDevice, tensor } from '../../lib/tensor/create.js';
+import { supports } from '../../lib/tensor/kernel.js';
 import { memory, tidy } from '../../lib/tensor/engine.js';
 import { backward } from '../../lib/autograd/tape.js';
 import { checkOp } from '../harness/gradcheck.js';
@@ -12,6 +13,8 @@ import { embeddingRef, gatherRef } from '../ref/index.js';
 
 const rng = new Rng(21);
 const before = memory();
+// Tests outside checkOp (which skips by itself) are skipped where the default device lacks the kernels.
+const skip = supports('embedding_forward', getDefaultDevice()) ? false : `indexing kernels are not available on ${getDefaultDevice()}`;
 const size = (s: number[]): number => s.reduce((p, v) => p * v, 1);
 
 // Forward is a copy: exact (atol = rtol = 0). Backward: the gradient is a float32 sum of upstream
@@ -53,7 +56,7 @@ function gradOf(run: (x: ReturnType<typeof tensor>) => ReturnType<typeof tensor>
 
 const intGrad = (n: number): Float32Array => Float32Array.from(rng.ints(n, 17), (v) => v - 8);
 
-t.test('embedding gradient: scatter-add is exact and deterministic', async (t) => {
+t.test('embedding gradient: scatter-add is exact and deterministic', { skip }, async (t) => {
   // V = 64, D = 300: several vocabulary ranges and two column blocks, above the parallel threshold.
   for (const [V, D, n] of [[64, 300, 500], [3, 33, 200], [1, 7, 50]]) {
     const idx = rng.ints(n, V);
@@ -70,7 +73,7 @@ t.test('embedding gradient: scatter-add is exact and deterministic', async (t) =
   }
 });
 
-t.test('embedding rejects out-of-range indices and wrong dtypes', async (t) => {
+t.test('embedding rejects out-of-range indices and wrong dtypes', { skip }, async (t) => {
   tidy(() => {
     const w = tensor(rng.uniform(14), [7, 2]);
     t.throws(() => embedding(w, tensor(new Int32Array([0, 6, 7, 1]), [4])),
@@ -102,7 +105,7 @@ t.test('gather along first, middle and last axes (repeated indices)', async (t) 
   }
 });
 
-t.test('gather gradient: scatter-add is exact and deterministic', async (t) => {
+t.test('gather gradient: scatter-add is exact and deterministic', { skip }, async (t) => {
   // x (40, 1000) along axis 0 (outer 1, four column blocks, parallel) and (30, 5, 8) along the last axis.
   for (const [xs, a, k] of [[[40, 1000], 0, 30], [[30, 5, 8], 2, 20]] as [number[], number, number][]) {
     const is = xs.map((d, i) => (i === a ? k : d));
@@ -128,7 +131,7 @@ t.test('gather gradient: scatter-add is exact and deterministic', async (t) => {
   }
 });
 
-t.test('gather rejects bad indices and shapes', async (t) => {
+t.test('gather rejects bad indices and shapes', { skip }, async (t) => {
   tidy(() => {
     const x = tensor(rng.uniform(12), [3, 4]);
     t.throws(() => gather(x, 1, tensor(new Int32Array([0, 1, 4, 2, 0, 0]), [3, 2])),

@@ -169,8 +169,8 @@ t.test('AdamW class: groups, no-decay groups, skipped parameters, state round tr
 });
 
 // The norm is a float64 sum of float32 squares: measured relative error vs the float64 reference
-// ~1e-16 (only summation order differs); rtol 1e-12. Scaled gradients are one float32 multiply:
-// measured maxRel ~6e-8, rtol 2e-7.
+// up to 1.3e-15 (only summation order differs); rtol 1e-13. Scaled gradients are one float32 multiply
+// by a rounded factor: measured maxRel 7.8e-8 (1.3 u); rtol 2e-7.
 t.test('clipGradNorm: norm in float64, scales only above maxNorm', async (t) => {
   for (const gscale of [0.01, 1, 100]) {
     const ps = params([1, 7, 33, 1000, 40001], gscale);
@@ -180,7 +180,7 @@ t.test('clipGradNorm: norm in float64, scales only above maxNorm', async (t) => 
     const noGrad = parameter(zeros([3]));   // a parameter without a gradient is ignored
     const norm = clipGradNorm([...ps, noGrad], maxNorm);
     noGrad.dispose();
-    t.ok(Math.abs(norm - want) <= 1e-12 * want, `norm ${norm} vs float64 ${want} (rel ${(Math.abs(norm - want) / want).toExponential(2)})`);
+    t.ok(Math.abs(norm - want) <= 1e-13 * want, `norm ${norm} vs float64 ${want} (rel ${(Math.abs(norm - want) / want).toExponential(2)})`);
     const clipped = clipRef(g0, maxNorm);
     ps.forEach((p, i) => {
       const got = p.grad!.toFloat32Array();
