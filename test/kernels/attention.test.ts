@@ -58,9 +58,11 @@ const size = (c: Case, T: number): number => c.B * c.H * T * c.D;
 const inputsOf = (c: Case, std = 1): Float32Array[] =>
   [rng.normal(size(c, c.Tq), std), rng.normal(size(c, c.Tk), std), rng.normal(size(c, c.Tk), std)];
 
-// Measured (avx512f build): forward maxAbs <= 2.4e-7 on O(1) outputs (float32 accumulation over <= 91 keys
-// and D <= 64 products); gradients within 1.5e-6 of the largest finite-difference gradient.
-// Tolerances: forward atol 1e-6 + rtol 1e-5; backward atol 1e-6 + 1e-5 · max|fd|.
+// float32 accumulation over <= 91 keys and D <= 64 products. Measured (avx512f build): forward maxAbs
+// <= 8.2e-7 on outputs up to ~2.5 (worst/tol 0.39 under atol 1e-6 + rtol 1e-6); gradients maxAbs <= 5.1e-7
+// with max|fd| ~ 1-3 (worst/tol 0.26 under atol 5e-7 + 2e-6 · max|fd|). atol is set by the T = 1 cases,
+// whose exact dq, dk are 0: dS = P (dout·v - dout·o) then carries float32 rounding, measured 5.7e-8
+// (avx512f) and 1.5e-7 (DD2_ATTENTION_ISA=base, no FMA).
 t.test('fused attention forward and backward vs float64 reference', async (t) => {
   for (const c of cases) {
     const [q, k, v] = inputsOf(c);
@@ -72,7 +74,7 @@ t.test('fused attention forward and backward vs float64 reference', async (t) =>
       run: ([a, b, d]) => attention(a, b, d, c.opts),
       ref: ([a, b, d]) => attentionRef(a, b, d, c.B * c.H, c.Tq, c.Tk, c.D, scale, specOf(c)),
       forward: { atol: 1e-6, rtol: 1e-6 },
-      backward: { atol: 2e-7, rtol: 2e-6 },
+      backward: { atol: 5e-7, rtol: 2e-6 },
       coords: 32,
     });
   }
@@ -121,8 +123,8 @@ function runWithGrads(fn: typeof attention, data: Float32Array[], c: Case, w: Fl
   });
 }
 
-// Both paths are float32; their difference is the sum of both errors against float64. Measured: forward
-// maxAbs <= 3e-7, gradients <= 1.2e-6 (rel. to the largest gradient). Tolerance: 2e-6 + 1e-5 · max|g|.
+// Both paths are float32; their difference is the sum of both errors against float64. Measured maxAbs
+// <= 7.2e-7 (outputs) and <= 1.4e-6 (gradients up to ~5); worst/tol 0.21 under 2e-7 + 2e-6 · max|composite|.
 t.test('fused vs composite: forward and gradients agree', async (t) => {
   const pick = cases.filter((c) => /causal|levels|VAR|no mask/.test(c.name) && c.Tq * c.Tk <= 91 * 91);
   for (const c of pick) {

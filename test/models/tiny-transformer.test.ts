@@ -22,7 +22,7 @@ import { Rng } from '../harness/compare.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
 
 const V = 64, T = 32, D = 64, H = 4, LAYERS = 2, B = 16;
-const STEPS = Number(process.env.DD2_TINY_STEPS ?? 300);
+const STEPS = 200;
 
 class Block extends Module {
   readonly norm1: RMSNorm; readonly wqkv: Linear; readonly proj: Linear;
@@ -88,25 +88,28 @@ function lossOf(model: TinyTransformer, d: { x: Int32Array; y: Int32Array }): Te
   return crossEntropy(logits, tensor(d.y, [B, T]));
 }
 
-t.test('a 2-layer transformer learns the skip-bigram task', async (t) => {
-  const base = memory();
-  const rng = new Rng(42);
+function makePerm(rng: Rng): Int32Array {
   const perm = new Int32Array(V).map((_, i) => i);
   for (let i = V - 1; i > 0; i--) { const j = Math.floor(rng.next() * (i + 1)); [perm[i], perm[j]] = [perm[j], perm[i]]; }
+  return perm;
+}
 
+interface Run { model: TinyTransformer; opt: AdamW; ema: EMA; losses: number[]; lastNorm: number; seconds: number }
+
+/** Trains a fresh seeded model for `steps` steps (total sets the schedule length). */
+function train(steps: number, total: number, rng: Rng, perm: Int32Array): Run {
   const model = new TinyTransformer(7);
   const named = model.namedParameters();
+  // weight decay on matrices only, not on embeddings, positions, norms or biases
   const decay = named.filter(([k, p]) => p.rank === 2 && k !== 'tok.weight' && k !== 'pos').map(([, p]) => p);
   const noDecay = named.filter(([, p]) => !decay.includes(p)).map(([, p]) => p);
   const opt = new AdamW([{ params: decay }, { params: noDecay, weightDecay: 0 }], { lr: 3e-3, weightDecay: 0.01 });
-  const lr = cosineSchedule({ warmup: 30, total: STEPS, base: 3e-3, min: 3e-4 });
+  const lr = cosineSchedule({ warmup: 20, total, base: 3e-3, min: 3e-4 });
   const ema = new EMA(model, 0.99);
-
-  const uniform = Math.log(V), optimal = Math.log(V) / T;
-  const t0 = performance.now();
   const losses: number[] = [];
   let lastNorm = 0;
-  for (let step = 0; step < STEPS; step++) {
+  const t0 = performance.now();
+  for (let step = 0; step < steps; step++) {
     opt.setLr(lr(step));
     const d = batch(rng, perm);
     losses.push(tidy(() => {
@@ -119,8 +122,24 @@ t.test('a 2-layer transformer learns the skip-bigram task', async (t) => {
       return loss.item();
     }));
   }
-  const seconds = (performance.now() - t0) / 1000;
-  const avg = (a: number[]): number => a.reduce((s, v) => s + v, 0) / a.length;
+  return { model, opt, ema, losses, lastNorm, seconds: (performance.now() - t0) / 1000 };
+}
+
+function free(r: Run): void {
+  r.opt.dispose();
+  r.ema.dispose();
+  r.model.dispose();
+}
+
+const avg = (a: number[]): number => a.reduce((s, v) => s + v, 0) / a.length;
+
+t.test('a 2-layer transformer learns the skip-bigram task', async (t) => {
+  const base = memory();
+  const rng = new Rng(42);
+  const perm = makePerm(rng);
+  const run = train(STEPS, STEPS, rng, perm);
+  const { model, ema, losses, lastNorm, seconds } = run;
+  const uniform = Math.log(V), optimal = Math.log(V) / T;
   const first = avg(losses.slice(0, 10)), last = avg(losses.slice(-10));
   // Held-out evaluation with the live weights and with the EMA weights.
   const evalRng = new Rng(4242);
@@ -136,16 +155,30 @@ t.test('a 2-layer transformer learns the skip-bigram task', async (t) => {
     `${STEPS} steps in ${seconds.toFixed(1)} s (${(1000 * seconds / STEPS).toFixed(0)} ms/step), last grad norm ` +
     `${lastNorm.toFixed(3)}, ${model.numParameters()} parameters`;
   t.comment(summary);
-  t.comment(`loss every 25 steps: ${losses.filter((_, i) => i % 25 === 0).map((v) => v.toFixed(3)).join(' ')}`);
+  t.comment(`loss every 20 steps: ${losses.filter((_, i) => i % 20 === 0).map((v) => v.toFixed(3)).join(' ')}`);
+  // Measured (seeds 42 and 7, 200 steps, ~7 s on 2 cores): first 10 steps 4.035, last 10 0.137,
+  // held-out 0.135 (EMA weights 0.167) against the optimum 0.130. The bound 0.06 ln64 = 0.250 is
+  // about twice the optimum and 17x below the uniform baseline.
   t.ok(first > 0.9 * uniform, `starts near the uniform baseline: ${summary}`);
-  t.ok(live < 0.25 * uniform, `held-out loss ${live.toFixed(3)} < 0.25 ln64 = ${(0.25 * uniform).toFixed(3)}: ${summary}`);
-  t.ok(averaged < 0.25 * uniform, `EMA held-out loss ${averaged.toFixed(3)} < 0.25 ln64: ${summary}`);
+  t.ok(live < 0.06 * uniform, `held-out loss ${live.toFixed(3)} < 0.06 ln64 = ${(0.06 * uniform).toFixed(3)}: ${summary}`);
+  t.ok(averaged < 0.06 * uniform, `EMA held-out loss ${averaged.toFixed(3)} < 0.06 ln64: ${summary}`);
+  t.ok(live > optimal - 0.02, `held-out loss is not below the optimum ${optimal.toFixed(3)} (sanity of the task)`);
   t.ok(Number.isFinite(lastNorm), 'finite gradients throughout');
 
-  opt.dispose();
-  ema.dispose();
-  model.dispose();
+  free(run);
   const after = memory();
   t.equal(after.tensors, base.tensors, 'no tensors left after disposing model, optimiser and EMA');
   t.equal(after.cpu.bytes, base.cpu.bytes, 'native bytes back to baseline');
+});
+
+t.test('training is deterministic', async (t) => {
+  const runs = [0, 1].map(() => {
+    const rng = new Rng(42);
+    const r = train(5, STEPS, rng, makePerm(rng));
+    const out = { losses: r.losses, head: r.model.head.weight.toFloat32Array() };
+    free(r);
+    return out;
+  });
+  t.same(runs[1].losses, runs[0].losses, `same losses: ${runs[0].losses.map((v) => v.toFixed(5)).join(' ')}`);
+  t.same(runs[1].head, runs[0].head, 'same weights after 5 steps');
 });
