@@ -1,8 +1,10 @@
-// Bindings for convolution and nearest upsampling (native/cpu/conv.cpp). Wrappers check the geometry
-// (positive kernel and stride, kernel within the padded input) and the buffer sizes, then dispatch.
+// Bindings for convolution and nearest upsampling (native/cpu/conv.cpp, native/cuda/conv.cu). Wrappers
+// check the geometry (positive kernel and stride, kernel within the padded input) and the buffer sizes,
+// then dispatch.
 #include "binding/registry.h"
 #include "common/check.h"
 #include "dd2/cpu/conv.h"
+#include "dd2/cuda/conv.h"
 
 using namespace dd2;
 
@@ -25,35 +27,35 @@ static int64_t y_elems(const Conv2dGeom& g) { return g.N * g.Cout * g.OH() * g.O
 static int64_t w_elems(const Conv2dGeom& g) { return g.Cout * g.Cin * g.KH * g.KW; }
 
 // conv2d_forward(y, x, w, b, N, Cin, H, W, Cout, KH, KW, stride, pad)
-DD2_KERNEL(conv2d_forward, ON_CPU) {
+DD2_KERNEL(conv2d_forward, ON_CPU | DD2_CUDA_IF_BUILT) {
     Conv2dGeom g = read_geom(a, 4);
     a.need(0, y_elems(g) * 4);
     a.need(1, x_elems(g) * 4);
     a.need(2, w_elems(g) * 4);
     if (!a.absent(3)) a.need(3, g.Cout * 4);
-    a.require_cpu();
-    conv2d_forward_f32_cpu(a.f32(0), a.f32(1), a.f32(2), a.f32_opt(3), g);
+    DD2_DISPATCH(a, conv2d_forward_f32_cpu(a.f32(0), a.f32(1), a.f32(2), a.f32_opt(3), g),
+                 conv2d_forward_f32_cuda(a.f32(0), a.f32(1), a.f32(2), a.f32_opt(3), g));
 }
 
 // conv2d_backward_input(dx, dy, w, N, Cin, H, W, Cout, KH, KW, stride, pad)
-DD2_KERNEL(conv2d_backward_input, ON_CPU) {
+DD2_KERNEL(conv2d_backward_input, ON_CPU | DD2_CUDA_IF_BUILT) {
     Conv2dGeom g = read_geom(a, 3);
     a.need(0, x_elems(g) * 4);
     a.need(1, y_elems(g) * 4);
     a.need(2, w_elems(g) * 4);
-    a.require_cpu();
-    conv2d_backward_input_f32_cpu(a.f32(0), a.f32(1), a.f32(2), g);
+    DD2_DISPATCH(a, conv2d_backward_input_f32_cpu(a.f32(0), a.f32(1), a.f32(2), g),
+                 conv2d_backward_input_f32_cuda(a.f32(0), a.f32(1), a.f32(2), g));
 }
 
 // conv2d_backward_weight(dw, db, dy, x, N, Cin, H, W, Cout, KH, KW, stride, pad)
-DD2_KERNEL(conv2d_backward_weight, ON_CPU) {
+DD2_KERNEL(conv2d_backward_weight, ON_CPU | DD2_CUDA_IF_BUILT) {
     Conv2dGeom g = read_geom(a, 4);
     a.need(0, w_elems(g) * 4);
     if (!a.absent(1)) a.need(1, g.Cout * 4);
     a.need(2, y_elems(g) * 4);
     a.need(3, x_elems(g) * 4);
-    a.require_cpu();
-    conv2d_backward_weight_f32_cpu(a.f32(0), a.f32_opt(1), a.f32(2), a.f32(3), g);
+    DD2_DISPATCH(a, conv2d_backward_weight_f32_cpu(a.f32(0), a.f32_opt(1), a.f32(2), a.f32(3), g),
+                 conv2d_backward_weight_f32_cuda(a.f32(0), a.f32_opt(1), a.f32(2), a.f32(3), g));
 }
 
 static void check_upsample(Args& a, int64_t NC, int64_t H, int64_t W, int64_t f) {
@@ -62,21 +64,21 @@ static void check_upsample(Args& a, int64_t NC, int64_t H, int64_t W, int64_t f)
 }
 
 // upsample_nearest_forward(y, x, NC, H, W, factor)
-DD2_KERNEL(upsample_nearest_forward, ON_CPU) {
+DD2_KERNEL(upsample_nearest_forward, ON_CPU | DD2_CUDA_IF_BUILT) {
     int64_t NC = a.i64(2), H = a.i64(3), W = a.i64(4), f = a.i64(5);
     check_upsample(a, NC, H, W, f);
     a.need(0, NC * H * W * f * f * 4);
     a.need(1, NC * H * W * 4);
-    a.require_cpu();
-    upsample_nearest_forward_f32_cpu(a.f32(0), a.f32(1), NC, H, W, f);
+    DD2_DISPATCH(a, upsample_nearest_forward_f32_cpu(a.f32(0), a.f32(1), NC, H, W, f),
+                 upsample_nearest_forward_f32_cuda(a.f32(0), a.f32(1), NC, H, W, f));
 }
 
 // upsample_nearest_backward(dx, dy, NC, H, W, factor)
-DD2_KERNEL(upsample_nearest_backward, ON_CPU) {
+DD2_KERNEL(upsample_nearest_backward, ON_CPU | DD2_CUDA_IF_BUILT) {
     int64_t NC = a.i64(2), H = a.i64(3), W = a.i64(4), f = a.i64(5);
     check_upsample(a, NC, H, W, f);
     a.need(0, NC * H * W * 4);
     a.need(1, NC * H * W * f * f * 4);
-    a.require_cpu();
-    upsample_nearest_backward_f32_cpu(a.f32(0), a.f32(1), NC, H, W, f);
+    DD2_DISPATCH(a, upsample_nearest_backward_f32_cpu(a.f32(0), a.f32(1), NC, H, W, f),
+                 upsample_nearest_backward_f32_cuda(a.f32(0), a.f32(1), NC, H, W, f));
 }

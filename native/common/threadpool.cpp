@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <exception>
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -50,15 +51,27 @@ public:
         std::unique_lock<std::mutex> lk(mu_);
         done_cv_.wait(lk, [this] { return pending_ == 0; });
         job_ = nullptr;
+        if (error_) {
+            std::exception_ptr e = error_;
+            error_ = nullptr;
+            std::rethrow_exception(e);
+        }
     }
 
 private:
+    // A chunk that throws stops the remaining chunks; the first exception is rethrown on the caller.
     void work() {
         t_in_job = true;
         for (;;) {
             int64_t i = next_.fetch_add(1);
             if (i >= nchunks_) break;
-            (*job_)(i);
+            try {
+                (*job_)(i);
+            } catch (...) {
+                std::lock_guard<std::mutex> lk(err_mu_);
+                if (!error_) error_ = std::current_exception();
+                next_.store(nchunks_);
+            }
         }
         t_in_job = false;
     }
@@ -96,6 +109,8 @@ private:
     const std::function<void(int64_t)>* job_ = nullptr;
     int64_t nchunks_ = 0;
     std::atomic<int64_t> next_{0};
+    std::mutex err_mu_;
+    std::exception_ptr error_;
 };
 
 Pool& pool() {

@@ -1,10 +1,10 @@
 // Fused attention on the CPU, flash-attention style. Letters: BH batch × heads, Tq query rows, Tk keys,
-// D head dim; work is cut into blocks of BQ query rows and tiles of BK keys. The forward streams key
-// tiles through an online softmax (running max m, running sum l, rescaled accumulator), holding one row
-// of one score tile at a time, and saves lse = m + log l. The backward recomputes P = exp(s - lse) tile
-// by tile. Arithmetic and accumulation are float32 (Di = rowsum(dout ⊙ o) in double). The hot loops are
-// compiled for avx512f, avx2+fma and the baseline ISA, picked at run time. Tested by
-// test/kernels/attention.test.ts against the float64 reference in test/ref/attention.ts.
+// D head dim; work is cut into blocks of BQ query rows and tiles of BK keys (key tiles are transposed
+// once per call). The forward streams key tiles through an online softmax (running max m, running sum
+// l, rescaled accumulator), holding one row of one score tile at a time, and saves lse = m + log l; the
+// backward recomputes P = exp(s - lse) tile by tile. Float32 arithmetic and accumulation (Di = rowsum
+// (dout ⊙ o) in double). Hot loops are compiled for avx512f, avx2+fma and the baseline ISA, picked at
+// run time. Tested by test/kernels/attention.test.ts against the float64 reference in test/ref/.
 #include "dd2/cpu/attention.h"
 
 #include <algorithm>

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <vector>
 
 #include "common/check.h"
@@ -43,39 +42,10 @@ inline void fill(float* y, int64_t n, float v) {
     for (int64_t j = 0; j < n; ++j) y[j] = v;
 }
 
-// exp(x) without a libm call, so that loops over it vectorise: x = n·ln2 + r with |r| <= ln2/2
-// (Cody-Waite split of ln2), exp(r) by its Taylor series to r^7 (truncation < 5e-9 relative), 2^n
-// written into the exponent bits. Measured <= 1.22 ulp against float64 exp over every float in
-// [-87.33, 1]. Exactly 0 below -87.33 (the smallest normal result; -inf included), +inf above 88
-// (exp(88..88.7) is finite but never needed: arguments here are x - max <= ~0), NaN in, NaN out.
-inline float exp_f32(float x) {
-    constexpr float kLo = -87.33654f, kHi = 88.0f;
-    constexpr float kLog2e = 1.44269504f, kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-    constexpr float kRound = 12582912.0f;   // 1.5 * 2^23: (t + kRound) - kRound rounds t to an integer
-    float xc = x >= kLo ? x : kLo;          // NaN -> kLo: the arithmetic below stays finite
-    xc = xc <= kHi ? xc : kHi;
-    const float n = (xc * kLog2e + kRound) - kRound;
-    const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;   // 2^n, n in [-126, 127]
-    float scale;
-    std::memcpy(&scale, &bits, sizeof scale);
-    float y = p * scale;
-    y = x < kLo ? 0.0f : y;
-    y = x > kHi ? INFINITY : y;
-    return x != x ? x : y;
-}
-
-// e[j] = exp(x[j] - m): a vectorised loop (e may alias x).
+// e[j] = exp(x[j] - m) (e may alias x). libm's expf is not vectorised without -ffast-math; the sums
+// that follow are kept out of this loop so that they can be.
 inline void exp_shifted(float* e, const float* x, int64_t n, float m) {
-    for (int64_t j = 0; j < n; ++j) e[j] = exp_f32(x[j] - m);
+    for (int64_t j = 0; j < n; ++j) e[j] = std::exp(x[j] - m);
 }
 
 // Sum of floats in double, eight independent partial sums so the adds pipeline (and pair into SIMD).
@@ -138,7 +108,7 @@ void log_softmax_backward_f32_cpu(float* dx, const float* dy, const float* y, in
         float* dxr = dx + r * cols;
         const double s = sum_f64(dyr, cols);
         if (row_max(yr, cols) == -INFINITY) return fill(dxr, cols, 0.0f);   // fully masked row
-        for (int64_t j = 0; j < cols; ++j) dxr[j] = (float)((double)dyr[j] - (double)exp_f32(yr[j]) * s);
+        for (int64_t j = 0; j < cols; ++j) dxr[j] = (float)((double)dyr[j] - (double)std::exp(yr[j]) * s);
     });
 }
 

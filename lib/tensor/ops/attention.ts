@@ -58,6 +58,7 @@ function plan(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const Tk = k.shape[2];
   if (k.shape[0] !== B || k.shape[1] !== H || k.shape[3] !== D) bad();
   if (v.shape.some((n, i) => n !== k.shape[i])) bad();
+  if (D === 0) throw new RangeError(`dd2: ${op}: head dim D is 0 (q ${fmtShape(q.shape)})`);
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   if (!Number.isFinite(scale)) throw new RangeError(`dd2: ${op}: scale must be finite, got ${scale}`);
   let lq: Int32Array | null = null, lk: Int32Array | null = null;
