@@ -110,7 +110,7 @@ async function runAttention(): Promise<void> {
 
 async function main(): Promise<void> {
   if (process.argv.includes(CHILD_FLAG)) {
-    const r = await runGemmBench({ sizes, threads, reps, rounds: 2 });
+    const r = await runGemmBench({ sizes, threads, reps, rounds: 3 });
     printResult('', r);
     console.log(RESULT_TAG + JSON.stringify(r));
     return;

@@ -1,5 +1,6 @@
 // Bindings for the optimiser kernels (native/cpu/optim.cpp, native/cuda/optim.cu): in-place updates
-// of a parameter and its state. Each wrapper checks buffer sizes and hyperparameter ranges, then dispatches.
+// of a parameter and its state. Each wrapper checks buffer sizes and hyperparameter ranges, then
+// dispatches.
 #include <cmath>
 
 #include "binding/registry.h"
@@ -35,5 +36,6 @@ DD2_KERNEL(ema_update, ON_CPU | DD2_CUDA_IF_BUILT) {
     a.need(1, n * 4);
     double decay = a.f64(3);
     DD2_CHECK_RANGE(decay >= 0 && decay <= 1, "ema_update: decay must lie in [0, 1], got ", decay);
-    DD2_DISPATCH(a, ema_update_f32_cpu(a.f32(0), a.f32(1), n, decay), ema_update_f32_cuda(a.f32(0), a.f32(1), n, decay));
+    DD2_DISPATCH(a, ema_update_f32_cpu(a.f32(0), a.f32(1), n, decay),
+                 ema_update_f32_cuda(a.f32(0), a.f32(1), n, decay));
 }

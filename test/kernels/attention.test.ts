@@ -61,7 +61,7 @@ const inputsOf = (c: Case, std = 1): Float32Array[] =>
 
 // float32 accumulation over <= 91 keys and D <= 64 products. Measured (avx512f build): forward maxAbs
 // <= 8.2e-7 on outputs up to ~2.5 (worst/tol 0.39 under atol 1e-6 + rtol 1e-6); gradients maxAbs <= 5.1e-7
-// with max|fd| ~ 1-3 (worst/tol 0.26 under atol 5e-7 + 2e-6 · max|fd|). atol is set by the T = 1 cases,
+// with max|fd| ~ 1-3 (worst/tol 0.22 under atol 5e-7 + 2e-6 · max|fd|). atol is set by the T = 1 cases,
 // whose exact dq, dk are 0: dS = P (dout·v - dout·o) then carries float32 rounding, measured 5.7e-8
 // (avx512f) and 1.5e-7 (DD2_ATTENTION_ISA=base, no FMA).
 t.test('fused attention forward and backward vs float64 reference', async (t) => {
@@ -148,7 +148,8 @@ function runWithGrads(fn: typeof attention, data: Float32Array[], c: Case, w: Fl
 }
 
 // Both paths are float32; their difference is the sum of both errors against float64. Measured maxAbs
-// <= 7.2e-7 (outputs) and <= 1.4e-6 (gradients up to ~5); worst/tol 0.21 under 2e-7 + 2e-6 · max|composite|.
+// <= 6.0e-7 (outputs) and <= 1.0e-6 (gradients up to ~5), worst/tol 0.33 under 2e-7 + 2e-6 · scale
+// (0.26 with DD2_ATTENTION_ISA=base).
 t.test('fused vs composite: forward and gradients agree', async (t) => {
   const pick = cases.filter((c) => /causal|levels|VAR|no mask/.test(c.name) && c.Tq * c.Tk <= 91 * 91);
   for (const c of pick) {
@@ -156,9 +157,12 @@ t.test('fused vs composite: forward and gradients agree', async (t) => {
     const w = rng.normal(size(c, c.Tq));
     const fused = runWithGrads(attention, data, c, w);
     const comp = runWithGrads(attentionComposite, data, c, w);
+    // Scale: the largest output for `out`; the largest of all three gradients for dq, dk, dv (dq and dk
+    // are ~0 when a query sees one key, while their rounding error scales with |dout|·|v|, like dv).
+    const maxAbs = (xs: Float32Array[]): number => Math.max(...xs.map((a) => a.reduce((m, x) => Math.max(m, Math.abs(x)), 0)));
+    const outScale = maxAbs([comp[0]]), gradScale = maxAbs(comp.slice(1));
     ['out', 'dq', 'dk', 'dv'].forEach((what, i) => {
-      let scale = 0;
-      for (const x of comp[i]) scale = Math.max(scale, Math.abs(x));
+      const scale = i === 0 ? outScale : gradScale;
       expectClose(t, `${c.name}: fused vs composite ${what}`, fused[i], comp[i], { atol: 2e-7 + 2e-6 * scale, rtol: 0 });
     });
   }

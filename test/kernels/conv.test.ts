@@ -65,11 +65,15 @@ t.test('conv2d forward and backward (OpenBLAS when available, else built-in GEMM
 });
 
 t.test('conv2d with the built-in GEMM kernel', { skip }, async (t) => {
-  native.gemm_set_backend('builtin');
+  // The CPU backend switch does not reach the GPU: there the built-in CUDA GEMM replaces cuBLAS.
+  const onCuda = getDefaultDevice() === 'cuda';
+  if (onCuda) native.gemm_cuda_options({ builtin: true });
+  else native.gemm_set_backend('builtin');
   try {
     for (const c of cases) convCase(t, c, ' [builtin]');
   } finally {
-    native.gemm_set_backend('auto');
+    if (onCuda) native.gemm_cuda_options({ builtin: false });
+    else native.gemm_set_backend('auto');
   }
 });
 

@@ -106,8 +106,12 @@ t.test('gather along first, middle and last axes (repeated indices)', async (t) 
 });
 
 t.test('gather gradient: scatter-add is exact and deterministic', { skip }, async (t) => {
-  // x (40, 1000) along axis 0 (outer 1, four column blocks, parallel) and (30, 5, 8) along the last axis.
-  for (const [xs, a, k] of [[[40, 1000], 0, 30], [[30, 5, 8], 2, 20]] as [number[], number, number][]) {
+  // x (40, 1000) along axis 0 (outer 1, four column blocks, parallel) and (30, 5, 8) along the last axis;
+  // (3, 50) and (2, 40, 3) with k = 600 / 300: long index axes over few columns, which the CUDA kernel
+  // sums through a sorted index list instead of one thread per column.
+  const gcases: [number[], number, number][] = [[[40, 1000], 0, 30], [[30, 5, 8], 2, 20], [[3, 50], 1, 600],
+    [[2, 40, 3], 1, 300]];
+  for (const [xs, a, k] of gcases) {
     const is = xs.map((d, i) => (i === a ? k : d));
     const idx = rng.ints(size(is), xs[a]);
     const dy = intGrad(size(is));

@@ -103,7 +103,13 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const o = empty([B, H, Tq, D], { device });
   const lse = empty([B, H, Tq], { device });
   const lqId = lq ? lq.id : -1, lkId = lk ? lk.id : -1;
-  native.attention_forward(o.id, lse.id, qc.id, kc.id, vc.id, B * H, Tq, Tk, D, scale, causal, lqId, lkId);
+  const temps = [...new Set([qc, kc, vc].filter((t) => t !== q && t !== k && t !== v)), lse, lq, lk];
+  try {
+    native.attention_forward(o.id, lse.id, qc.id, kc.id, vc.id, B * H, Tq, Tk, D, scale, causal, lqId, lkId);
+  } catch (e) {
+    for (const t of [o, ...temps]) t?.dispose();
+    throw e;
+  }
   record('attention', [q, k, v], o, (dy) => {
     const dyc = contiguous(dy);
     const dq = empty(q.shape, { device }), dk = empty(k.shape, { device }), dv = empty(v.shape, { device });
@@ -111,12 +117,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
       scale, causal, lqId, lkId);
     return [dq, dk, dv];
   });
-  if (!o.node) {
-    for (const t of [qc, kc, vc]) if (t !== q && t !== k && t !== v) t.dispose();
-    lse.dispose();
-    lq?.dispose();
-    lk?.dispose();
-  }
+  if (!o.node) for (const t of temps) t?.dispose();
   return o;
 }
 
