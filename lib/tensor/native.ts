@@ -102,6 +102,10 @@ export interface NativeModule {
   /** 'auto' | 'builtin' | 'openblas' */
   gemm_set_backend(name: string): void;
   gemm_get_backend(): string;
+  /** bf16 GEMM on CUDA (cuBLAS): a, b hold bf16 (2-byte elements); c float32, or bf16 with outBf16 */
+  gemm_bf16?(c: number, a: number, b: number, batch: number, M: number, N: number, K: number, transA: boolean,
+    transB: boolean, strideA: number, strideB: number, strideC: number, alpha: number, beta: number,
+    outBf16: boolean): void;
   /** CUDA GEMM settings: TF32 tensor-core math, forcing the built-in kernel; returns a description */
   gemm_cuda_options(opts?: { tf32?: boolean; builtin?: boolean }): string;
 

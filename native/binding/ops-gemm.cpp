@@ -51,3 +51,22 @@ DD2_EXPORT(gemm_cuda_options) {
     return Napi::String::New(info.Env(), "not compiled");
 #endif
 }
+
+#ifdef DD2_WITH_CUDA
+// gemm_bf16(c, a, b, batch, M, N, K, transA, transB, strideA, strideB, strideC, alpha, beta, outBf16):
+// a and b hold bf16 (2 bytes per element); c float32, or bf16 with outBf16. CUDA only (cuBLAS).
+DD2_KERNEL(gemm_bf16, ON_CUDA) {
+    int64_t batch = a.i64(3), M = a.i64(4), N = a.i64(5), K = a.i64(6);
+    int64_t sa = a.i64(9), sb = a.i64(10), sc = a.i64(11);
+    bool out_bf16 = a.flag(14);
+    DD2_CHECK_RANGE(batch >= 0 && M >= 0 && N >= 0 && K >= 0, "gemm_bf16: negative size");
+    if (batch == 0) return;
+    a.need(0, ((batch - 1) * sc + M * N) * (out_bf16 ? 2 : 4));
+    a.need(1, ((batch - 1) * sa + M * K) * 2);
+    a.need(2, ((batch - 1) * sb + K * N) * 2);
+    DD2_CHECK(a.device() == Device::CUDA, "gemm_bf16 is only available on cuda");
+    gemm_bf16_cuda(a.storage(0).ptr, static_cast<const uint16_t*>(a.storage(1).ptr),
+                   static_cast<const uint16_t*>(a.storage(2).ptr), batch, M, N, K, a.flag(7), a.flag(8), sa, sb, sc,
+                   (float)a.f64(12), (float)a.f64(13), out_bf16);
+}
+#endif

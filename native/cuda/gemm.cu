@@ -89,8 +89,8 @@ void gemm_f32_cuda(float* c, const float* a, const float* b, int64_t batch, int6
     cuda::check_launch("gemm (builtin kernel)");
 }
 
-void gemm_bf16_cuda(float* c, const uint16_t* a, const uint16_t* b, int64_t batch, int64_t M, int64_t N, int64_t K,
-                    bool ta, bool tb, int64_t sa, int64_t sb, int64_t sc, float alpha, float beta) {
+void gemm_bf16_cuda(void* c, const uint16_t* a, const uint16_t* b, int64_t batch, int64_t M, int64_t N, int64_t K,
+                    bool ta, bool tb, int64_t sa, int64_t sb, int64_t sc, float alpha, float beta, bool out_bf16) {
     if (M == 0 || N == 0 || batch == 0) return;
     cuda::cublasHandle h = nullptr;
     std::string why;
@@ -100,7 +100,7 @@ void gemm_bf16_cuda(float* c, const uint16_t* a, const uint16_t* b, int64_t batc
     int st = api->GemmStridedBatchedEx(h, tb ? cuda::CUBLAS_OP_T : cuda::CUBLAS_OP_N,
                                        ta ? cuda::CUBLAS_OP_T : cuda::CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, b,
                                        cuda::DD2_CUDA_R_16BF, (int)(tb ? K : N), sb, a, cuda::DD2_CUDA_R_16BF,
-                                       (int)(ta ? M : K), sa, &beta, c, cuda::DD2_CUDA_R_32F, (int)N, sc, (int)batch,
+                                       (int)(ta ? M : K), sa, &beta, c, out_bf16 ? cuda::DD2_CUDA_R_16BF : cuda::DD2_CUDA_R_32F, (int)N, sc, (int)batch,
                                        cuda::CUBLAS_COMPUTE_32F, cuda::CUBLAS_GEMM_DEFAULT);
     DD2_CHECK(st == 0, "gemm_bf16 (cublasGemmStridedBatchedEx) failed with status ", st);
 }

@@ -1,9 +1,10 @@
 // Optimiser kernels and their TS drivers: adamw_step over several steps against a float64 reference
 // (with and without weight decay, sizes off block multiples, extreme gradients), ema_update, the
-// AdamW class (groups, skipped parameters, state round trip), clipGradNorm, EMA and cosineSchedule.
+// AdamW class (groups, skipped parameters, state round trip), clipGradNorm, EMA and cosineSchedule;
+// with a GPU, the cpu and cuda kernels agree bit for bit. Runs on the default device (DD2_DEFAULT_DEVICE).
 import t from 'tap';
 import { native } from '../../lib/tensor/native.js';
-import { tensor, zeros } from '../../lib/tensor/create.js';
+import { getDefaultDevice, tensor, zeros } from '../../lib/tensor/create.js';
 import { keep, memory, tidy } from '../../lib/tensor/engine.js';
 import { supports } from '../../lib/tensor/kernel.js';
 import { parameter } from '../../lib/nn/module.js';
@@ -15,9 +16,11 @@ import type { Tensor } from '../../lib/tensor/tensor.js';
 const rng = new Rng(11);
 const before = memory();
 
-t.test('kernels are registered on the CPU', async (t) => {
-  t.ok(supports('adamw_step', 'cpu'), 'adamw_step');
-  t.ok(supports('ema_update', 'cpu'), 'ema_update');
+t.test('kernels are registered on the CPU and the default device', async (t) => {
+  for (const d of new Set(['cpu', getDefaultDevice()] as const)) {
+    t.ok(supports('adamw_step', d), `adamw_step on ${d}`);
+    t.ok(supports('ema_update', d), `ema_update on ${d}`);
+  }
 });
 
 // Tolerances are scale-aware (expectCloseScaled): an element's error is divided by a magnitude bound
@@ -238,9 +241,58 @@ t.test('cosineSchedule: warm-up, cosine decay, floor', async (t) => {
   t.throws(() => cosineSchedule({ warmup: 10, total: 5, base: 1 }), RangeError, 'warmup > total rejected');
 });
 
+// Both kernels round every float32 operation separately in the same order (the CUDA kernels use
+// __f*_rn intrinsics, so nothing is contracted into an FMA) from identically rounded coefficients, so
+// after several steps p, m, v and the EMA must be the same bit patterns on cpu and cuda.
+const cudaInfo = native.build_info().cuda;
+const noGpu = !cudaInfo.compiled ? 'addon built without CUDA'
+  : cudaInfo.devices === 0 ? `no CUDA device: ${cudaInfo.error}` : false;
+
+t.test('adamw_step and ema_update: cpu and cuda agree bit for bit', { skip: noGpu }, async (t) => {
+  const sameBits = (what: string, a: Float32Array, b: Float32Array) => {
+    const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+    let bad = -1, count = 0;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) { count++; if (bad < 0) bad = i; }
+    t.equal(count, 0, `${what}: identical${count ? ` (first difference at ${bad}: ${a[bad]} vs ${b[bad]})` : ''}`);
+  };
+  for (const [hname, h] of hypers) {
+    for (const n of [1, 7, 33, 100003]) {
+      tidy(() => {
+        const p0 = rng.uniform(n, -1, 1);
+        const grads = [1, 2, 3, 4, 5].map((s) => rng.normal(n, s === 3 ? 10 : 0.5));
+        if (n > 8) grads[1].set([0, 1e18, -1e18, 1e-30, -1e-30, 1e-40, 0, -2]);   // extremes and a denormal
+        const run = (device: 'cpu' | 'cuda') => {
+          const p = tensor(p0, [n], { device }), m = zeros([n], { device }), v = zeros([n], { device });
+          grads.forEach((g0, i) => {
+            const g = tensor(g0, [n], { device });
+            native.adamw_step(p.id, g.id, m.id, v.id, n, h.lr, h.beta1, h.beta2, h.eps, h.weightDecay,
+              1 - h.beta1 ** (i + 1), 1 - h.beta2 ** (i + 1));
+          });
+          return [p, m, v].map((x) => x.toFloat32Array());
+        };
+        const [c, g] = [run('cpu'), run('cuda')];
+        ['p', 'm', 'v'].forEach((name, k) => sameBits(`${hname} n=${n} ${name}`, c[k], g[k]));
+      });
+    }
+  }
+  for (const decay of [0, 0.3, 0.9, 0.9999, 1]) {
+    tidy(() => {
+      const n = 100003, e0 = rng.uniform(n, -1, 1), ps = [0, 1, 2].map(() => rng.uniform(n, -2, 2));
+      const run = (device: 'cpu' | 'cuda') => {
+        const e = tensor(e0, [n], { device });
+        for (const p0 of ps) native.ema_update(e.id, tensor(p0, [n], { device }).id, n, decay);
+        return e.toFloat32Array();
+      };
+      sameBits(`ema decay=${decay}`, run('cpu'), run('cuda'));
+    });
+  }
+});
+
 t.test('no tensors leak', async (t) => {
   const after = memory();
   t.equal(after.tensors, before.tensors, 'live tensors back to baseline');
   t.equal(after.cpu.bytes, before.cpu.bytes, 'native bytes back to baseline');
   t.equal(after.cpu.live, before.cpu.live, 'native storages back to baseline');
+  t.equal(after.cuda.bytes, before.cuda.bytes, 'device bytes back to baseline');
+  t.equal(after.cuda.live, before.cuda.live, 'device storages back to baseline');
 });

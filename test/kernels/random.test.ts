@@ -1,9 +1,13 @@
 // Counter-based RNG: Philox known answers, native streams equal the reference bit for bit, moments,
-// reproducibility from (seed, offset), categorical frequencies and dropout.
+// reproducibility from (seed, offset), categorical frequencies and dropout; with a GPU, the cpu and
+// cuda kernels draw identical streams. Runs on the default device (DD2_DEFAULT_DEVICE=cuda for the GPU).
 import t from 'tap';
 import { Generator } from '../../lib/tensor/random.js';
 import { tensor } from '../../lib/tensor/create.js';
 import { tidy, memory } from '../../lib/tensor/engine.js';
+import { native } from '../../lib/tensor/native.js';
+import type { Tensor } from '../../lib/tensor/tensor.js';
+import { Rng } from '../harness/compare.js';
 import { dropout } from '../../lib/tensor/ops/dropout.js';
 import { philoxRef, uniformRef, normalRef } from '../ref/random.js';
 
@@ -95,7 +99,106 @@ t.test('dropout keeps 1-p of the entries scaled by 1/(1-p)', async (t) => {
   });
 });
 
+// Same (seed, offset) on both devices: every value must be the same bit pattern. Offsets 1-3 start
+// inside a Philox block, sizes end inside one. Normals: both devices compute Box-Muller in double and
+// round once to float32; CUDA's double log/sincos are within 2 ulp of glibc's, so a float32 result could
+// only differ if a double value fell within ~2^-51 (relative) of a float32 rounding boundary, about 1e-8
+// per draw (the streams are fixed, so such a case would fail every run, never flakily).
+const cudaInfo = native.build_info().cuda;
+const noGpu = !cudaInfo.compiled ? 'addon built without CUDA'
+  : cudaInfo.devices === 0 ? `no CUDA device: ${cudaInfo.error}` : false;
+
+/** Positions where two equal-length typed arrays differ bitwise (first 5) and how many. */
+function bitDiff(a: Float32Array | Int32Array, b: Float32Array | Int32Array): string {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length), y = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  if (x.length !== y.length) return `lengths ${x.length} and ${y.length}`;
+  const bad: number[] = [];
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) bad.push(i);
+  return bad.length ? `${bad.length} differ, first at ${bad.slice(0, 5).map((i) => `${i}: ${a[i]} vs ${b[i]}`).join(', ')}` : '';
+}
+
+t.test('cpu and cuda draw bit-identical streams from the same seed and offset', { skip: noGpu }, async (t) => {
+  const seeds: bigint[] = [0n, 42n, 0x123456789abcn, (1n << 64n) - 1n];
+  const offsets = [0, 1, 2, 3, 2 ** 33 + 5];
+  const sizes = [1, 2, 3, 7, 33, 1000, 65537];
+  const draw = (seed: bigint, offset: number, f: (g: Generator) => Tensor, read: (x: Tensor) => Float32Array | Int32Array) => {
+    const g = new Generator(seed);
+    g.offset = offset;
+    return read(f(g));
+  };
+  const f32 = (x: Tensor) => x.toFloat32Array(), i32 = (x: Tensor) => x.toInt32Array();
+  let checked = 0;
+  for (const seed of seeds) {
+    for (const off of offsets) {
+      for (const n of sizes) {
+        tidy(() => {
+          const kinds: [string, (g: Generator, d: 'cpu' | 'cuda') => Tensor][] = [
+            ['uniform', (g, d) => g.uniform([n], d)],
+            ['normal', (g, d) => g.normal([n], d)],
+            ['dropout p=0.3', (g, d) => g.dropoutMask([n], 0.3, d)],
+          ];
+          for (const [name, f] of kinds) {
+            const diff = bitDiff(draw(seed, off, (g) => f(g, 'cpu'), f32), draw(seed, off, (g) => f(g, 'cuda'), f32));
+            if (diff) t.fail(`${name} seed=${seed} offset=${off} n=${n}: ${diff}`);
+            checked++;
+          }
+        });
+      }
+    }
+  }
+  t.pass(`uniform, normal and dropout streams identical in ${checked} cases`);
+
+  // Categorical: varied widths (one warp chunk, several, a partial last one), zero weights in runs
+  // (including at the row's end, where top-end rounding falls back to the last positive weight),
+  // and wide dynamic ranges that make the double prefix sums round.
+  const rng = new Rng(21);
+  for (const cols of [1, 5, 31, 32, 33, 100, 1000, 4099]) {
+    const rows = Math.max(3, Math.floor(40000 / cols));
+    const w = rng.uniform(rows * cols, 0, 1);
+    for (let i = 0; i < w.length; i++) {
+      const r = rng.next();
+      if (r < 0.3) w[i] = 0;
+      else if (r < 0.35) w[i] *= 1e30;
+      else if (r < 0.4) w[i] *= 1e-30;
+    }
+    for (let r = 0; r < rows; r++) {
+      if (w.subarray(r * cols, (r + 1) * cols).every((v) => v === 0)) w[r * cols] = 1;
+      if (r % 3 === 0 && cols > 1) w[(r + 1) * cols - 1] = 0;   // trailing zero weight
+    }
+    for (const off of [0, 3, 2 ** 40 + 1]) {
+      tidy(() => {
+        const a = draw(5n, off, (g) => g.categorical(tensor(w, [rows, cols], { device: 'cpu' })), i32);
+        const b = draw(5n, off, (g) => g.categorical(tensor(w, [rows, cols], { device: 'cuda' })), i32);
+        const diff = bitDiff(a, b);
+        t.equal(diff, '', `categorical ${rows}x${cols} offset=${off}: identical draws`);
+      });
+    }
+  }
+  // Invalid rows: the first bad row (and within it the first bad weight) is reported as on the CPU.
+  const bad: [string, number[], number][] = [
+    ['negative weight', [1, 2, 3, 4, 5, -1, 2, -3, 1], 3],
+    ['NaN weight', [1, 2, 3, 0, 0, 1, 4, NaN, 1], 3],
+    ['all-zero row', [1, 2, 3, 0, 0, 0, 4, -1, 1], 3],
+    ['infinite weight', [1, 2, 3, 1, Infinity, 1, 0, 0, 0], 3],
+  ];
+  for (const [name, w, cols] of bad) {
+    const shape = [w.length / cols, cols];
+    const msg = (d: 'cpu' | 'cuda'): string => {
+      try {
+        tidy(() => { new Generator(1).categorical(tensor(w, shape, { device: d })); });
+      } catch (e) {
+        return `${(e as Error).constructor.name}: ${(e as Error).message}`;
+      }
+      return 'no error';
+    };
+    const m = msg('cpu');
+    t.match(m, /^RangeError: .*row \d+ has/, `${name}: cpu throws (${m})`);
+    t.equal(msg('cuda'), m, `${name}: cuda throws the same error`);
+  }
+});
+
 t.test('no tensors leak', async (t) => {
   t.equal(memory().tensors, before.tensors);
   t.equal(memory().cpu.bytes, before.cpu.bytes);
+  t.equal(memory().cuda.bytes, before.cuda.bytes);
 });

@@ -8,10 +8,10 @@ namespace dd2 {
 void gemm_f32_cuda(float* c, const float* a, const float* b, int64_t batch, int64_t M, int64_t N, int64_t K,
                    bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float alpha,
                    float beta);
-// bf16 inputs (uint16 storage), float32 output, float32 accumulation (cuBLAS only).
-void gemm_bf16_cuda(float* c, const uint16_t* a, const uint16_t* b, int64_t batch, int64_t M, int64_t N, int64_t K,
+// bf16 inputs (uint16 storage), float32 accumulation, output float32 or (out_bf16) bf16; cuBLAS only.
+void gemm_bf16_cuda(void* c, const uint16_t* a, const uint16_t* b, int64_t batch, int64_t M, int64_t N, int64_t K,
                     bool trans_a, bool trans_b, int64_t stride_a, int64_t stride_b, int64_t stride_c, float alpha,
-                    float beta);
+                    float beta, bool out_bf16);
 void gemm_cuda_set_tf32(bool on);
 bool gemm_cuda_tf32();
 // "cublas 13.1 (tf32 on)" / "builtin (cuBLAS not loaded: ...)"
