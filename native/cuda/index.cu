@@ -122,7 +122,9 @@ __global__ void gather_keys_kernel(uint32_t* keys, const int32_t* idx, I total, 
 
 // keys/rows: (destination row, source row) pairs sorted stably by key. The thread at column c of the
 // first pair of each run of equal keys writes out[key, c] = the sum of src[row, c] over the run, in
-// order. Other threads return at once.
+// order. Other threads move on at once. The run's end is found first (galloping, then bisection over
+// the sorted keys) so that the summing loop has independent loads in flight: long runs (a frequent
+// index) are bound by memory throughput rather than by one load's latency per term.
 template <typename I>
 __global__ void segment_sum_kernel(float* out, const float* src, const uint32_t* keys, const uint32_t* rows,
                                    I count, I total, I width) {
@@ -130,9 +132,21 @@ __global__ void segment_sum_kernel(float* out, const float* src, const uint32_t*
         const I s = e / width, c = e - s * width;
         const uint32_t key = keys[s];
         if (s > 0 && keys[s - 1] == key) continue;
+        // keys[lo - 1] == key throughout; the loop ends with hi == count or keys[hi] != key.
+        I lo = s + 1, hi = s + 1, span = 1;
+        while (hi < count && keys[hi] == key) {
+            lo = hi + 1;
+            span *= 2;   // span < count - s before doubling, so no overflow
+            hi = span < count - s ? s + span : count;
+        }
+        while (lo < hi) {
+            const I mid = lo + (hi - lo) / 2;
+            if (keys[mid] == key) lo = mid + 1;
+            else hi = mid;
+        }
         float acc = 0.0f;
-#pragma unroll 4
-        for (I t = s; t < count && keys[t] == key; ++t) acc += src[(I)rows[t] * width + c];
+#pragma unroll 8
+        for (I t = s; t < lo; ++t) acc += src[(I)rows[t] * width + c];
         out[(I)key * width + c] = acc;
     }
 }

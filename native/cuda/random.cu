@@ -83,50 +83,80 @@ __global__ void dropout_kernel(float* mask, int64_t n, float p, float keep, uint
     }
 }
 
-// One warp per row. Each chunk of 32 weights is loaded coalesced, then every lane adds the chunk's
-// values one by one (broadcast by shuffles), so all lanes hold the same sequential double sums and
-// every branch below is warp-uniform. A bad row records r * (cols + 1) + (first bad column, or cols
-// for a bad total) with atomicMin: the smallest key is the CPU's first error.
-__global__ void categorical_kernel(int32_t* y, const float* w, int64_t rows, int64_t cols, uint32_t k0,
-                                   uint32_t k1, uint64_t offset, unsigned long long* err) {
+// Categorical draws, one warp per row. A span of kChunks chunks of 32 weights is loaded coalesced
+// (the next span is loaded before the current one is summed, to hide memory latency); then every lane
+// adds the span's weights one by one in column order, broadcast by shuffles, so all lanes hold the
+// same sequential double sums as the CPU and every branch is warp-uniform. Columns past the end read
+// as 0, which leaves a sum unchanged exactly. The running sum of pass 2 repeats pass 1's bit for bit.
+// A bad row records r * (cols + 1) + (first bad column, or cols for a bad total) with atomicMin: the
+// smallest key is the error the CPU throws first.
+constexpr int kChunks = 8;
+constexpr int kSpan = 32 * kChunks;
+
+__device__ __forceinline__ void load_span(float (&v)[kChunks], const float* wr, int64_t cols, int64_t j0, int lane) {
+#pragma unroll
+    for (int d = 0; d < kChunks; ++d) {
+        const int64_t j = j0 + 32 * d + lane;
+        v[d] = j < cols ? __ldg(wr + j) : 0.0f;
+    }
+}
+
+__global__ void categorical_kernel(int32_t* y, const float* __restrict__ w, int64_t rows, int64_t cols,
+                                   uint32_t k0, uint32_t k1, uint64_t offset, unsigned long long* err) {
     const int lane = threadIdx.x & 31;
     const int64_t warp0 = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     const int64_t warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    float cur[kChunks], nxt[kChunks];
     for (int64_t r = warp0; r < rows; r += warps) {
         const float* wr = w + r * cols;
+        // pass 1: validate, and sum in column order
         double total = 0.0;
         int64_t bad = -1;
-        for (int64_t j0 = 0; j0 < cols; j0 += 32) {
-            const int64_t j = j0 + lane;
-            const float v = j < cols ? wr[j] : 0.0f;
-            const unsigned neg = __ballot_sync(kFull, j < cols && !(v >= 0.0f));
-            if (neg) {
-                bad = j0 + __ffs((int)neg) - 1;
-                break;
+        load_span(cur, wr, cols, 0, lane);
+        for (int64_t j0 = 0; j0 < cols && bad < 0; j0 += kSpan) {
+            load_span(nxt, wr, cols, j0 + kSpan, lane);
+            const int64_t live = (cols - j0 + 31) / 32;   // chunks of this span inside the row
+#pragma unroll
+            for (int d = 0; d < kChunks; ++d) {
+                const unsigned neg = __ballot_sync(kFull, !(cur[d] >= 0.0f));
+                if (neg && bad < 0) bad = j0 + 32 * d + __ffs((int)neg) - 1;
             }
-            const int m = cols - j0 < 32 ? (int)(cols - j0) : 32;
-            for (int k = 0; k < m; ++k) total += (double)__shfl_sync(kFull, v, k);
+#pragma unroll
+            for (int d = 0; d < kChunks; ++d) {
+                if (d < live && bad < 0) {
+#pragma unroll
+                    for (int k = 0; k < 32; ++k) total += (double)__shfl_sync(kFull, cur[d], k);
+                }
+                cur[d] = nxt[d];
+            }
         }
         if (bad >= 0 || !(total > 0.0 && isfinite(total))) {
             if (lane == 0) atomicMin(err, (unsigned long long)r * (unsigned long long)(cols + 1) +
                                               (unsigned long long)(bad >= 0 ? bad : cols));
             continue;
         }
+        // pass 2: the first column whose running sum exceeds target (among positive weights)
         const double target = (double)philox_uniform(offset + (uint64_t)r, k0, k1) * total;
         double acc = 0.0;
         int64_t pick = -1, last_pos = 0;
-        for (int64_t j0 = 0; j0 < cols && pick < 0; j0 += 32) {
-            const int64_t j = j0 + lane;
-            const float v = j < cols ? wr[j] : 0.0f;
-            const int m = cols - j0 < 32 ? (int)(cols - j0) : 32;
-            for (int k = 0; k < m; ++k) {
-                const float wk = __shfl_sync(kFull, v, k);
-                if (wk > 0.0f) last_pos = j0 + k;
-                acc += wk;
-                if (acc > target && wk > 0.0f) {
-                    pick = j0 + k;
-                    break;
+        load_span(cur, wr, cols, 0, lane);
+        for (int64_t j0 = 0; j0 < cols && pick < 0; j0 += kSpan) {
+            load_span(nxt, wr, cols, j0 + kSpan, lane);
+            const int64_t live = (cols - j0 + 31) / 32;
+#pragma unroll
+            for (int d = 0; d < kChunks; ++d) {
+                if (d < live && pick < 0) {
+#pragma unroll
+                    for (int k = 0; k < 32; ++k) {
+                        const float wk = __shfl_sync(kFull, cur[d], k);
+                        acc += (double)wk;
+                        if (wk > 0.0f) {
+                            last_pos = j0 + 32 * d + k;
+                            if (pick < 0 && acc > target) pick = last_pos;
+                        }
+                    }
                 }
+                cur[d] = nxt[d];
             }
         }
         if (lane == 0) y[r] = (int32_t)(pick >= 0 ? pick : last_pos);   // top-end rounding: last positive

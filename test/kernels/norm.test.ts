@@ -142,4 +142,5 @@ t.test('no tensors leak', async (t) => {
   const after = memory();
   t.equal(after.tensors, before.tensors, 'live tensors back to baseline');
   t.equal(after.cpu.bytes, before.cpu.bytes, 'native bytes back to baseline');
+  t.equal(after.cuda.bytes, before.cuda.bytes, 'device bytes back to baseline (DD2_DEFAULT_DEVICE=cuda)');
 });

@@ -225,6 +225,7 @@ t.test('crossEntropy edge cases and errors', async (t) => {
   t.throws(() => softmax(x, 2), /axis 2 is out of range for rank 2/, 'bad axis');
   t.equal(memory().tensors, m0.tensors, 'failed calls leave no tensors behind');
   t.equal(memory().cpu.bytes, m0.cpu.bytes, 'failed calls leave no native memory behind');
+  t.equal(memory().cuda.bytes, m0.cuda.bytes, 'failed calls leave no device memory behind');
   for (const v of [x, short, floats, ok, ...bads.map((b) => b[1])]) v.dispose();
 });
 
@@ -232,4 +233,5 @@ t.test('no tensors leak', async (t) => {
   const after = memory();
   t.equal(after.tensors, before.tensors, 'live tensors back to baseline');
   t.equal(after.cpu.bytes, before.cpu.bytes, 'native bytes back to baseline');
+  t.equal(after.cuda.bytes, before.cuda.bytes, 'device bytes back to baseline (DD2_DEFAULT_DEVICE=cuda)');
 });
