@@ -92,7 +92,8 @@ export function expectCloseScaled(t: Test, name: string, got: ArrayLike<number>,
   let worst = 0, at = -1;
   for (let i = 0; i < got.length; i++) {
     const r = Math.abs(got[i] - want[i]) / Math.max(scale[i], 1e-30);
-    if (!(r <= worst)) { worst = r; at = i; }
+    if (Number.isNaN(r) && !(Number.isNaN(got[i]) && Number.isNaN(want[i]))) { worst = Infinity; at = i; break; }
+    if (r > worst) { worst = r; at = i; }
   }
   const ok = worst <= tol;
   const msg = `${name}: max |err|/scale = ${worst.toExponential(2)} (tol ${tol.toExponential(1)}, n=${got.length})`;
