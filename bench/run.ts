@@ -2,7 +2,7 @@
 // when OpenBLAS loads, so each core setting runs in a child process of this script (the C peer and the
 // addon share that child's environment): the library's default core, and the fastest of a few forced
 // ones (picked with the C peer at 1024). Then the attention bench (bench/attention.ts), if present.
-// Env: DD2_BENCH_SIZES=256,512 DD2_BENCH_THREADS=2 DD2_BENCH_REPS=7; OPENBLAS_CORETYPE set = that core only.
+// Env: DD2_BENCH_SIZES=256,512 DD2_BENCH_THREADS=2 DD2_BENCH_REPS=3; OPENBLAS_CORETYPE set = that core only.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -15,12 +15,12 @@ const CANDIDATE_CORES = ['SkylakeX', 'Cooperlake', 'Haswell'];
 
 const sizes = (process.env.DD2_BENCH_SIZES ?? '256,512,1024,2048').split(',').map(Number).filter((n) => n > 0);
 const threads = Number(process.env.DD2_BENCH_THREADS ?? 2);
-const reps = Number(process.env.DD2_BENCH_REPS ?? 7);
+const reps = Number(process.env.DD2_BENCH_REPS ?? 3);
 
 function printResult(title: string, r: GemmBenchResult): void {
   console.log(`\n=== GEMM ${title}: ${r.threads} threads, OPENBLAS_CORETYPE=${r.coretypeEnv || '(unset)'}`);
   console.log(`C peer:  ${r.cConfig ?? 'n/a'}`);
-  console.log(`addon:   ${r.addonBlas}`);
+  console.log(`addon:   ${r.addonBlas ?? 'OpenBLAS not loaded'}`);
   console.log(`builtin: ${r.builtinIsa}`);
   console.log(formatGemmTable(r));
   for (const n of r.note) console.log(n);
@@ -86,8 +86,8 @@ function summary(results: [string, GemmBenchResult][]): void {
   console.log('|------|-----:|-----------:|---------------:|------:|--------:|--------------:|');
   for (const [name, r] of results)
     for (const row of r.rows) {
-      const ratio = (x: number): string => (row.c ? (x / row.c).toFixed(2) : 'n/a');
-      console.log(`| ${name} | ${row.size} | ${row.c?.toFixed(1) ?? 'n/a'} | ${row.addonBlas.toFixed(1)} | ` +
+      const ratio = (x: number | null): string => (row.c && x !== null ? (x / row.c).toFixed(2) : 'n/a');
+      console.log(`| ${name} | ${row.size} | ${row.c?.toFixed(1) ?? 'n/a'} | ${row.addonBlas?.toFixed(1) ?? 'n/a'} | ` +
         `${ratio(row.addonBlas)} | ${row.builtin.toFixed(1)} | ${ratio(row.builtin)} |`);
     }
 }
@@ -110,7 +110,7 @@ async function runAttention(): Promise<void> {
 
 async function main(): Promise<void> {
   if (process.argv.includes(CHILD_FLAG)) {
-    const r = await runGemmBench({ sizes, threads, reps, rounds: 3 });
+    const r = await runGemmBench({ sizes, threads, reps, rounds: 6 });
     printResult('', r);
     console.log(RESULT_TAG + JSON.stringify(r));
     return;
@@ -123,7 +123,10 @@ async function main(): Promise<void> {
     if (r) results.push([`${fixed} (from env)`, r]);
   } else {
     const def = await gemmChild(null);
-    if (def) results.push([`default (${def.cConfig?.match(/core (\w+)/)?.[1] ?? '?'})`, def]);
+    if (def) {
+      const core = (def.cConfig ?? def.addonBlas ?? '').match(/(\w+) MAX_THREADS/)?.[1] ?? '?';
+      results.push([`default (${core})`, def]);
+    }
     best = pickBestCore();
     if (best) {
       const r = await gemmChild(best);

@@ -154,7 +154,7 @@ export interface NativeModule {
   upsample_nearest_forward(y: number, x: number, NC: number, H: number, W: number, factor: number): void;
   upsample_nearest_backward(dx: number, dy: number, NC: number, H: number, W: number, factor: number): void;
 
-  // ---- fused attention (cpu/attention.cpp) ----
+  // ---- fused attention (cpu/attention.cpp, cuda/attention*.cu) ----
   /** q (BH, Tq, D), k/v (BH, Tk, D) -> o (BH, Tq, D), lse (BH, Tq) float32.
    *  Mask: with levels, key j is visible to query i iff levelK[j] <= levelQ[i] (int32 arrays of Tq and
    *  Tk; causal = level t, VAR block-causal = scale index); else with causal, iff j <= i + Tk - Tq;
@@ -166,6 +166,14 @@ export interface NativeModule {
                      causal: boolean, levelQ: number, levelK: number): void;
   /** which compiled variant the attention kernels use: 'avx512f' | 'avx2+fma' | 'base' */
   attention_isa(): string;
+  /** cuda only, tensor cores: q/k/v/o bf16 (storage of 2 bytes per element holding bfloat16 bits), lse float32;
+   *  same arguments and masks as attention_forward; D in {32, 64, 96, 128}. */
+  attention_forward_bf16(o: number, lse: number, q: number, k: number, v: number, BH: number, Tq: number,
+                         Tk: number, D: number, scale: number, causal: boolean, levelQ: number, levelK: number): void;
+  /** cuda only: bf16 gradients dq/dk/dv from bf16 dout, q, k, v, o and the float32 lse of the forward. */
+  attention_backward_bf16(dq: number, dk: number, dv: number, dout: number, q: number, k: number, v: number,
+                          o: number, lse: number, BH: number, Tq: number, Tk: number, D: number, scale: number,
+                          causal: boolean, levelQ: number, levelK: number): void;
 
   // ---- optimiser (cpu/optim.cpp), in place ----
   /** AdamW with decoupled weight decay; bc1 = 1 - beta1^t, bc2 = 1 - beta2^t */

@@ -83,49 +83,59 @@ __global__ void dropout_kernel(float* mask, int64_t n, float p, float keep, uint
     }
 }
 
-// Categorical draws, one warp per row. A span of kChunks chunks of 32 weights is loaded coalesced
-// (the next span is loaded before the current one is summed, to hide memory latency); then every lane
-// adds the span's weights one by one in column order, broadcast by shuffles, so all lanes hold the
-// same sequential double sums as the CPU and every branch is warp-uniform. Columns past the end read
-// as 0, which leaves a sum unchanged exactly. The running sum of pass 2 repeats pass 1's bit for bit.
+// Categorical draws, one warp per row, in two passes.
+// Pass 1 validates the row and forms the CPU's sequential double sum: a span of C chunks of 32 weights
+// is loaded coalesced (the next span is loaded before the current one is summed, to hide memory
+// latency), then every lane adds the span's weights one by one in column order, broadcast by shuffles,
+// so all lanes hold the same sums and every branch is warp-uniform. Columns past the end read as 0,
+// which leaves a sum unchanged exactly. The running sum after each chunk is saved in `sums`.
+// Pass 2: the running sums never decrease (adding a weight >= 0 cannot round below the sum), so the
+// CPU's pick, the first column whose running sum exceeds target (necessarily a positive weight), lies
+// in the first chunk whose saved sum exceeds target; that chunk is re-summed from the previous saved
+// sum, which repeats the CPU's additions bit for bit. No such chunk: the last positive weight.
 // A bad row records r * (cols + 1) + (first bad column, or cols for a bad total) with atomicMin: the
-// smallest key is the error the CPU throws first.
-constexpr int kChunks = 8;
-constexpr int kSpan = 32 * kChunks;
-
-__device__ __forceinline__ void load_span(float (&v)[kChunks], const float* wr, int64_t cols, int64_t j0, int lane) {
+// smallest key is the error the CPU throws first. C = 8 for long rows, 1 for short ones.
+template <int C>
+__device__ __forceinline__ void load_span(float (&v)[C], const float* wr, int64_t cols, int64_t j0, int lane) {
 #pragma unroll
-    for (int d = 0; d < kChunks; ++d) {
+    for (int d = 0; d < C; ++d) {
         const int64_t j = j0 + 32 * d + lane;
         v[d] = j < cols ? __ldg(wr + j) : 0.0f;
     }
 }
 
-__global__ void categorical_kernel(int32_t* y, const float* __restrict__ w, int64_t rows, int64_t cols,
-                                   uint32_t k0, uint32_t k1, uint64_t offset, unsigned long long* err) {
+template <int C>
+__global__ void categorical_kernel(int32_t* y, const float* __restrict__ w, double* sums, int64_t rows,
+                                   int64_t cols, uint32_t k0, uint32_t k1, uint64_t offset,
+                                   unsigned long long* err) {
+    constexpr int kSpan = 32 * C;
     const int lane = threadIdx.x & 31;
     const int64_t warp0 = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     const int64_t warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
-    float cur[kChunks], nxt[kChunks];
+    const int64_t nch = (cols + 31) / 32;
+    float cur[C], nxt[C];
     for (int64_t r = warp0; r < rows; r += warps) {
         const float* wr = w + r * cols;
-        // pass 1: validate, and sum in column order
+        double* ck = sums + r * nch;
         double total = 0.0;
-        int64_t bad = -1;
+        int64_t bad = -1, last_pos = 0;
         load_span(cur, wr, cols, 0, lane);
         for (int64_t j0 = 0; j0 < cols && bad < 0; j0 += kSpan) {
             load_span(nxt, wr, cols, j0 + kSpan, lane);
             const int64_t live = (cols - j0 + 31) / 32;   // chunks of this span inside the row
 #pragma unroll
-            for (int d = 0; d < kChunks; ++d) {
+            for (int d = 0; d < C; ++d) {
                 const unsigned neg = __ballot_sync(kFull, !(cur[d] >= 0.0f));
                 if (neg && bad < 0) bad = j0 + 32 * d + __ffs((int)neg) - 1;
             }
 #pragma unroll
-            for (int d = 0; d < kChunks; ++d) {
+            for (int d = 0; d < C; ++d) {
                 if (d < live && bad < 0) {
+                    const unsigned pos = __ballot_sync(kFull, cur[d] > 0.0f);
+                    if (pos) last_pos = j0 + 32 * d + 31 - __clz((int)pos);
 #pragma unroll
                     for (int k = 0; k < 32; ++k) total += (double)__shfl_sync(kFull, cur[d], k);
+                    if (lane == 0) ck[j0 / 32 + d] = total;
                 }
                 cur[d] = nxt[d];
             }
@@ -135,28 +145,27 @@ __global__ void categorical_kernel(int32_t* y, const float* __restrict__ w, int6
                                               (unsigned long long)(bad >= 0 ? bad : cols));
             continue;
         }
-        // pass 2: the first column whose running sum exceeds target (among positive weights)
         const double target = (double)philox_uniform(offset + (uint64_t)r, k0, k1) * total;
-        double acc = 0.0;
-        int64_t pick = -1, last_pos = 0;
-        load_span(cur, wr, cols, 0, lane);
-        for (int64_t j0 = 0; j0 < cols && pick < 0; j0 += kSpan) {
-            load_span(nxt, wr, cols, j0 + kSpan, lane);
-            const int64_t live = (cols - j0 + 31) / 32;
+        __syncwarp();   // lane 0's saved sums are visible to the whole warp
+        int64_t hit = -1;
+        for (int64_t c0 = 0; c0 < nch; c0 += 32) {
+            const int64_t c = c0 + lane;
+            const unsigned over = __ballot_sync(kFull, c < nch && ck[c] > target);
+            if (over) {
+                hit = c0 + __ffs((int)over) - 1;
+                break;
+            }
+        }
+        int64_t pick = -1;
+        if (hit >= 0) {
+            double acc = hit > 0 ? ck[hit - 1] : 0.0;
+            const int64_t j = hit * 32 + lane;
+            const float v = j < cols ? wr[j] : 0.0f;
 #pragma unroll
-            for (int d = 0; d < kChunks; ++d) {
-                if (d < live && pick < 0) {
-#pragma unroll
-                    for (int k = 0; k < 32; ++k) {
-                        const float wk = __shfl_sync(kFull, cur[d], k);
-                        acc += (double)wk;
-                        if (wk > 0.0f) {
-                            last_pos = j0 + 32 * d + k;
-                            if (pick < 0 && acc > target) pick = last_pos;
-                        }
-                    }
-                }
-                cur[d] = nxt[d];
+            for (int k = 0; k < 32; ++k) {
+                const float wk = __shfl_sync(kFull, v, k);
+                acc += (double)wk;
+                if (wk > 0.0f && pick < 0 && acc > target) pick = hit * 32 + k;
             }
         }
         if (lane == 0) y[r] = (int32_t)(pick >= 0 ? pick : last_pos);   // top-end rounding: last positive
@@ -194,18 +203,26 @@ void rng_dropout_mask_cuda(float* mask, int64_t n, float p, uint64_t seed, uint6
 void rng_categorical_cuda(int32_t* y, const float* w, int64_t rows, int64_t cols, uint64_t seed, uint64_t offset) {
     if (rows <= 0) return;
     const char* op = "rng_categorical";
-    void* scratch = cuda::malloc_bytes(sizeof(unsigned long long));
+    // scratch: the error key, then the running sum after every chunk of 32 columns of every row
+    const int64_t nch = (cols + 31) / 32;
+    const size_t bytes = sizeof(unsigned long long) + (size_t)(rows * nch) * sizeof(double);
+    void* scratch = cuda::malloc_bytes(bytes);
     unsigned long long* err = static_cast<unsigned long long*>(scratch);
+    double* sums = reinterpret_cast<double*>(err + 1);
     unsigned long long first = ULLONG_MAX;
     cudaError_t e = cudaMemsetAsync(err, 0xff, sizeof(first), cuda::stream());
     if (e == cudaSuccess) {
-        const int rows_per_block = kThreads / 32;
-        categorical_kernel<<<cuda::blocks_for(rows, rows_per_block), kThreads, 0, cuda::stream()>>>(
-            y, w, rows, cols, lo32(seed), hi32(seed), offset, err);
+        const unsigned blocks = cuda::blocks_for(rows, kThreads / 32);
+        if (cols > 64)
+            categorical_kernel<8><<<blocks, kThreads, 0, cuda::stream()>>>(y, w, sums, rows, cols, lo32(seed),
+                                                                           hi32(seed), offset, err);
+        else
+            categorical_kernel<1><<<blocks, kThreads, 0, cuda::stream()>>>(y, w, sums, rows, cols, lo32(seed),
+                                                                           hi32(seed), offset, err);
         e = cudaGetLastError();
     }
     if (e == cudaSuccess) e = cudaMemcpy(&first, err, sizeof(first), cudaMemcpyDeviceToHost);
-    cuda::free_bytes(scratch, sizeof(unsigned long long));
+    cuda::free_bytes(scratch, bytes);
     cuda::check_cuda(e, op);
     if (first == ULLONG_MAX) return;
     const int64_t r = (int64_t)(first / (unsigned long long)(cols + 1));

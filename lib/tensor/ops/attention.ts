@@ -3,8 +3,9 @@
 // Masks: `causal` (key j visible to query i iff j <= i + Tk - Tq, so a one-token decode step sees the
 // whole cache) or `levels` (visible iff levelK[j] <= levelQ[i]: level = position is causal, level = scale
 // index is VAR's block-causal pattern); levels win when both are given. A query that sees no key gets 0.
-// `attention` runs the fused kernel; `attentionComposite` builds the same maths from matmul and softmax
-// and is the reference and debugging path (DD2_NO_FUSED=1 makes `attention` use it).
+// `attention` runs the fused kernel (cpu, or cuda for D <= 256; elsewhere it falls back with a one-time
+// note); `attentionComposite` builds the same maths from matmul and softmax and is the reference and
+// debugging path (DD2_NO_FUSED=1 makes `attention` use it).
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
 import { empty, tensor } from '../create.js';
@@ -77,6 +78,9 @@ function plan(op: string, q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   return { B, H, Tq, Tk, D, scale, causal: !!opts.causal, lq, lk };
 }
 
+/** Largest head dim of the float32 cuda kernels (kAttentionCudaMaxD in native/include/dd2/cuda/attention.h). */
+const CUDA_MAX_D = 256;
+
 const noted = new Set<string>();
 function note(msg: string): void {
   if (noted.has(msg)) return;
@@ -94,6 +98,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const device = check('attention', [], q, k, v);
   if (!supports('attention_forward', device) || !supports('attention_backward', device)) {
     note(`no fused kernel on ${device}; using the composite (matmul + softmax) path`);
+    return attentionComposite(q, k, v, opts);
+  }
+  if (device === 'cuda' && p.D > CUDA_MAX_D) {
+    note(`head dim ${p.D} > ${CUDA_MAX_D} has no fused cuda kernel; using the composite (matmul + softmax) path`);
     return attentionComposite(q, k, v, opts);
   }
   const { B, H, Tq, Tk, D, scale, causal } = p;

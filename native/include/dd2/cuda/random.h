@@ -2,9 +2,9 @@
 // from dd2/philox.h; pointers are device memory, every call enqueues on cuda::stream()). Uniforms and
 // dropout masks equal the CPU's bit for bit; normals use the same double Box-Muller (CUDA's double
 // log/sincos are within 1-2 ulp of glibc's, so the float results agree except in vanishingly rare
-// rounding ties); categorical draws sum and scan each row sequentially in double, in column order, as
-// the CPU does, so the picks are identical. rng_categorical validates on the device and synchronises
-// once to read back the first bad row, thrown as the CPU's RangeError.
+// rounding ties); categorical draws sum each row sequentially in double, in column order, as the CPU
+// does, so the picks are identical (scratch: 8 bytes per 32 weights). rng_categorical validates on the
+// device and synchronises once to read back the first bad row, thrown as the CPU's RangeError.
 #pragma once
 #include <cstdint>
 
