@@ -6,7 +6,10 @@
 // or DD2_GEMM_ISA=avx512|avx2|scalar to force one for tests) since the build has no -march flags.
 #include "dd2/cpu/gemm-builtin.h"
 
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#define DD2_GEMM_X86 1
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -39,6 +42,7 @@ struct Isa {
 constexpr int kMaxTile = 12 * 32;
 
 // ---------------------------------------------------------------- micro-kernels
+#ifdef DD2_GEMM_X86
 __attribute__((target("avx512f"))) void kernel_avx512_12x32(int64_t kc, const float* __restrict ap,
                                                              const float* __restrict bp, float* c, int64_t ldc,
                                                              const Epilogue* ep) {
@@ -123,6 +127,8 @@ __attribute__((target("avx2,fma"))) void kernel_avx2_6x16(int64_t kc, const floa
     }
 }
 
+#endif  // DD2_GEMM_X86
+
 // Portable: plain loops the compiler vectorises with the baseline ISA (SSE2 on x86-64).
 void kernel_scalar_4x8(int64_t kc, const float* __restrict ap, const float* __restrict bp, float* c,
                        int64_t ldc, const Epilogue* ep) {
@@ -140,12 +146,17 @@ void kernel_scalar_4x8(int64_t kc, const float* __restrict ap, const float* __re
             c[i * ldc + j] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[i * ldc + j];
 }
 
+const Isa kScalar{"scalar", 4, 8, 256, kernel_scalar_4x8};
+#ifdef DD2_GEMM_X86
 const Isa kAvx512{"avx512f", 12, 32, 384, kernel_avx512_12x32};
 const Isa kAvx2{"avx2+fma", 6, 16, 256, kernel_avx2_6x16};
-const Isa kScalar{"scalar", 4, 8, 256, kernel_scalar_4x8};
+#endif
 
 const Isa& isa() {
     static const Isa* picked = [] {
+#ifndef DD2_GEMM_X86
+        return &kScalar;
+#else
         __builtin_cpu_init();
         const bool has512 = __builtin_cpu_supports("avx512f");
         const bool has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -155,6 +166,7 @@ const Isa& isa() {
         if (want == "avx2" && has2) return &kAvx2;
         if (want == "avx512" && has512) return &kAvx512;
         return has512 ? &kAvx512 : has2 ? &kAvx2 : &kScalar;
+#endif
     }();
     return *picked;
 }
@@ -164,8 +176,11 @@ const Isa& isa() {
 constexpr double L2_FRACTION = 0.75;
 int64_t nc_max(const Isa& s) {
     static const long l2 = [] {
+#ifdef _SC_LEVEL2_CACHE_SIZE
         const long v = sysconf(_SC_LEVEL2_CACHE_SIZE);
-        return v > 0 ? v : 1L << 20;
+        if (v > 0) return v;
+#endif
+        return 1L << 20;
     }();
     const int64_t nc = (int64_t)(L2_FRACTION * (double)l2 / (double)(s.kc * sizeof(float)));
     return std::max<int64_t>(4 * s.nr, std::min<int64_t>(4096, nc / s.nr * s.nr));
@@ -303,7 +318,8 @@ void gemm_builtin_f32(float* c, const float* a, const float* b, int64_t M, int64
     const int64_t lda = ta ? M : K, ldb = tb ? K : N;
     // Tile C into gm x gn jobs for the pool. Each job packs its own panels (A is re-packed gn times,
     // B gm times), so use as few jobs as keep every thread busy: the split with the smallest largest
-    // tile, preferring cuts along M. Small products run on the calling thread.
+    // tile; ties go to more cuts along M (B packing is a row copy, A packing a transpose for NN).
+    // Small products run on the calling thread.
     const int64_t mt = (M + s.mr - 1) / s.mr, nt = (N + s.nr - 1) / s.nr;
     const double flops = 2.0 * (double)M * (double)N * (double)K;
     const int64_t want = flops < kGemmBuiltinSerialFlops ? 1 : std::min<int64_t>(num_threads(), mt * nt);
@@ -311,7 +327,7 @@ void gemm_builtin_f32(float* c, const float* a, const float* b, int64_t M, int64
     for (int64_t g = 1; g <= want; ++g) {
         if (want % g || g > mt || want / g > nt) continue;
         const int64_t area = (mt + g - 1) / g * ((nt + want / g - 1) / (want / g));
-        if (area < best) best = area, gm = g, gn = want / g;
+        if (area <= best) best = area, gm = g, gn = want / g;
     }
     const int64_t bm = (mt + gm - 1) / gm * s.mr, bn = (nt + gn - 1) / gn * s.nr;
     parallel_for(gm * gn, 1, [&](int64_t j0, int64_t j1) {

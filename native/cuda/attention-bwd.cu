@@ -50,23 +50,26 @@ __device__ __forceinline__ void load_vec(float* dst, const float* src, int r0, i
 }
 #endif
 
-template <int D>
-__global__ void __launch_bounds__(kThreadsB) dkdv_bf16_kernel(uint16_t* dk, uint16_t* dv, const uint16_t* dout,
-                                                              const uint16_t* q, const uint16_t* k,
-                                                              const uint16_t* v, const float* lse2,
-                                                              const float* di, const Params p) {
+// W warps: a block owns BK = 16·W keys. With 4 warps and D <= 64, registers are capped at 168 so that 3
+// blocks fit on an SM (no spills at D = 64).
+template <int D, int W>
+__global__ void __launch_bounds__(32 * W, W == 4 && D <= 64 ? 3 : 1)
+    dkdv_bf16_kernel(uint16_t* dk, uint16_t* dv, const uint16_t* dout, const uint16_t* q, const uint16_t* k,
+                     const uint16_t* v, const float* lse2, const float* di, const Params p) {
 #ifdef DD2_ATTN_MMA
+    constexpr int BK = 16 * W, kT = 32 * W;
     constexpr int kE = TileB<D>::kElems;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     uint16_t* Ks = reinterpret_cast<uint16_t*>(smem_raw);
-    uint16_t* Vs = Ks + kE;
-    uint16_t* Qs = Vs + kE;         // two buffers
+    uint16_t* Vs = Ks + TileB<D, BK>::kElems;
+    uint16_t* Qs = Vs + TileB<D, BK>::kElems;   // two buffers
     uint16_t* Os = Qs + 2 * kE;     // two buffers (dout)
     float* Ls = reinterpret_cast<float*>(Os + 2 * kE);   // two buffers of 64 lse2
     float* Ds = Ls + 2 * kB;                              // two buffers of 64 Di
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int bh = (int)(blockIdx.x % p.BH), kt = (int)(blockIdx.x / p.BH);   // early keys (more work) first
-    const int j0 = kt * kB;
+    // The key tiles of one head are neighbours (they share q and dout through L2).
+    const int bh = (int)(blockIdx.x / p.nkt), kt = (int)(blockIdx.x % p.nkt);
+    const int j0 = kt * BK;
     const int ja = j0 + warp * 16 + g, jb = ja + 8;   // this thread's two keys
     const int lka = p.lq && ja < p.Tk ? p.lk[ja] : 0, lkb = p.lq && jb < p.Tk ? p.lk[jb] : 0;
     const uint16_t* qb = q + (int64_t)bh * p.Tq * D;
@@ -78,18 +81,18 @@ __global__ void __launch_bounds__(kThreadsB) dkdv_bf16_kernel(uint16_t* dk, uint
     int qt_begin = 0;   // with a causal mask, the first query tile whose last row reaches key j0
     if (!p.lq && p.causal) qt_begin = max(0, (j0 - p.off) / kB);
     auto next_tile = [&](int qt) {
-        while (qt < p.nqt && tile_kind(p, qt, kt, kB, kB) == kSkip) ++qt;
+        while (qt < p.nqt && tile_kind(p, qt, kt, kB, BK) == kSkip) ++qt;
         return qt;
     };
     int qt = next_tile(qt_begin);
     auto load = [&](int qt_, int b) {
-        load_tile_async<D>(Qs + b * kE, qb, qt_ * kB, p.Tq);
-        load_tile_async<D>(Os + b * kE, ob, qt_ * kB, p.Tq);
+        load_tile_async<D, kB, kT>(Qs + b * kE, qb, qt_ * kB, p.Tq);
+        load_tile_async<D, kB, kT>(Os + b * kE, ob, qt_ * kB, p.Tq);
         load_vec(Ls + b * kB, lb, qt_ * kB, p.Tq, INFINITY);
         load_vec(Ds + b * kB, db, qt_ * kB, p.Tq, 0.0f);
     };
-    load_tile_async<D>(Ks, k + (int64_t)bh * p.Tk * D, j0, p.Tk);
-    load_tile_async<D>(Vs, v + (int64_t)bh * p.Tk * D, j0, p.Tk);
+    load_tile_async<D, BK, kT>(Ks, k + (int64_t)bh * p.Tk * D, j0, p.Tk);
+    load_tile_async<D, BK, kT>(Vs, v + (int64_t)bh * p.Tk * D, j0, p.Tk);
     if (qt < p.nqt) load(qt, 0);
     cp_async_commit();
 
@@ -100,7 +103,7 @@ __global__ void __launch_bounds__(kThreadsB) dkdv_bf16_kernel(uint16_t* dk, uint
         for (int e = 0; e < 4; ++e) gk[n][e] = gv[n][e] = 0.0f;
     int buf = 0;
     while (qt < p.nqt) {
-        const int kind = tile_kind(p, qt, kt, kB, kB);
+        const int kind = tile_kind(p, qt, kt, kB, BK);
         const int nxt = next_tile(qt + 1);
         cp_async_wait<0>();
         __syncthreads();
@@ -194,20 +197,22 @@ __global__ void __launch_bounds__(kThreadsB) dkdv_bf16_kernel(uint16_t* dk, uint
 #endif
 }
 
-template <int D>
-__global__ void __launch_bounds__(kThreadsB) dq_bf16_kernel(uint16_t* dq, const uint16_t* dout, const uint16_t* q,
-                                                            const uint16_t* k, const uint16_t* v,
-                                                            const float* lse2, const float* di, const Params p) {
+// W warps: a block owns BQ = 16·W queries.
+template <int D, int W>
+__global__ void __launch_bounds__(32 * W) dq_bf16_kernel(uint16_t* dq, const uint16_t* dout, const uint16_t* q,
+                                                         const uint16_t* k, const uint16_t* v, const float* lse2,
+                                                         const float* di, const Params p) {
 #ifdef DD2_ATTN_MMA
+    constexpr int BQ = 16 * W, kT = 32 * W;
     constexpr int kE = TileB<D>::kElems;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
-    uint16_t* Os = Qs + kE;
-    uint16_t* Ks = Os + kE;       // two buffers
+    uint16_t* Os = Qs + TileB<D, BQ>::kElems;
+    uint16_t* Ks = Os + TileB<D, BQ>::kElems;   // two buffers
     uint16_t* Vs = Ks + 2 * kE;   // two buffers
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int bh = (int)(blockIdx.x % p.BH), qt = p.nqt - 1 - (int)(blockIdx.x / p.BH);   // long rows first
-    const int i0 = qt * kB;
+    const int bh = (int)(blockIdx.x / p.nqt), qt = p.nqt - 1 - (int)(blockIdx.x % p.nqt);
+    const int i0 = qt * BQ;
     const int ia = i0 + warp * 16 + g, ib = ia + 8;
     const int lqa = p.lq && ia < p.Tq ? p.lq[ia] : 0, lqb = p.lq && ib < p.Tq ? p.lq[ib] : 0;
     const int64_t rowa = (int64_t)bh * p.Tq + ia, rowb = rowa + 8;
@@ -219,19 +224,19 @@ __global__ void __launch_bounds__(kThreadsB) dq_bf16_kernel(uint16_t* dq, const 
 
     int kt_end = p.nkt;
     if (!p.lq && p.causal) {
-        const int jl = min(p.Tq, i0 + kB) - 1 + p.off;
+        const int jl = min(p.Tq, i0 + BQ) - 1 + p.off;
         kt_end = jl < 0 ? 0 : min(p.nkt, jl / kB + 1);
     }
     auto next_tile = [&](int kt) {
-        while (kt < kt_end && tile_kind(p, qt, kt, kB, kB) == kSkip) ++kt;
+        while (kt < kt_end && tile_kind(p, qt, kt, BQ, kB) == kSkip) ++kt;
         return kt;
     };
     int kt = next_tile(0);
-    load_tile_async<D>(Qs, q + (int64_t)bh * p.Tq * D, i0, p.Tq);
-    load_tile_async<D>(Os, dout + (int64_t)bh * p.Tq * D, i0, p.Tq);
+    load_tile_async<D, BQ, kT>(Qs, q + (int64_t)bh * p.Tq * D, i0, p.Tq);
+    load_tile_async<D, BQ, kT>(Os, dout + (int64_t)bh * p.Tq * D, i0, p.Tq);
     if (kt < kt_end) {
-        load_tile_async<D>(Ks, kb, kt * kB, p.Tk);
-        load_tile_async<D>(Vs, vb, kt * kB, p.Tk);
+        load_tile_async<D, kB, kT>(Ks, kb, kt * kB, p.Tk);
+        load_tile_async<D, kB, kT>(Vs, vb, kt * kB, p.Tk);
     }
     cp_async_commit();
 
@@ -242,7 +247,7 @@ __global__ void __launch_bounds__(kThreadsB) dq_bf16_kernel(uint16_t* dq, const 
     int buf = 0;
     bool first = true;
     while (kt < kt_end) {
-        const int kind = tile_kind(p, qt, kt, kB, kB);
+        const int kind = tile_kind(p, qt, kt, BQ, kB);
         const int nxt = next_tile(kt + 1);
         cp_async_wait<0>();
         __syncthreads();
@@ -255,8 +260,8 @@ __global__ void __launch_bounds__(kThreadsB) dq_bf16_kernel(uint16_t* dq, const 
             first = false;
         }
         if (nxt < kt_end) {
-            load_tile_async<D>(Ks + (buf ^ 1) * kE, kb, nxt * kB, p.Tk);
-            load_tile_async<D>(Vs + (buf ^ 1) * kE, vb, nxt * kB, p.Tk);
+            load_tile_async<D, kB, kT>(Ks + (buf ^ 1) * kE, kb, nxt * kB, p.Tk);
+            load_tile_async<D, kB, kT>(Vs + (buf ^ 1) * kE, vb, nxt * kB, p.Tk);
         }
         cp_async_commit();
         const uint16_t* Kt = Ks + buf * kE;
@@ -331,6 +336,7 @@ void attention_backward_bf16_cuda(uint16_t* dq, uint16_t* dk, uint16_t* dv, cons
                                   const uint16_t* q, const uint16_t* k, const uint16_t* v, const uint16_t* o,
                                   const float* lse, const AttentionShape& s) {
     const char* op = "attention_backward_bf16";
+    static const int warps = env_int("DD2_ATTN_BWD_WARPS", 4) == 8 ? 8 : 4;
     with_head_dim(s.D, op, [&](auto dc) {
         constexpr int D = decltype(dc)::value;
         const int64_t nq = s.BH * s.Tq * D, nk = s.BH * s.Tk * D;
@@ -342,25 +348,32 @@ void attention_backward_bf16_cuda(uint16_t* dq, uint16_t* dk, uint16_t* dv, cons
         }
         if (s.BH == 0) return;
         require_sm80(op);
-        Scratch ranges;
-        const Params p = make_params(s, kB, kB, ranges, op);
         const int64_t rows = s.BH * s.Tq;
         Scratch tmp(sizeof(float) * 2 * rows);
         float* di = tmp.as<float>();
         float* lse2 = di + rows;
         prep_kernel<<<cuda::blocks_for(rows * 32, 256), 256, 0, cuda::stream()>>>(di, lse2, dout, o, lse, rows, D);
         cuda::check_launch(op);
-        const int64_t bkv = (int64_t)p.BH * p.nkt, bq = (int64_t)p.BH * p.nqt;
-        DD2_CHECK_RANGE(bkv <= INT32_MAX && bq <= INT32_MAX, op, ": too many blocks");
-        const size_t smem_kv = 6 * TileB<D>::kBytes + 4 * kB * sizeof(float);
-        allow_smem(dkdv_bf16_kernel<D>, smem_kv, op);
-        dkdv_bf16_kernel<D><<<(unsigned)bkv, kThreadsB, smem_kv, cuda::stream()>>>(dk, dv, dout, q, k, v, lse2, di,
-                                                                                    p);
-        cuda::check_launch(op);
-        const size_t smem_q = 6 * TileB<D>::kBytes;
-        allow_smem(dq_bf16_kernel<D>, smem_q, op);
-        dq_bf16_kernel<D><<<(unsigned)bq, kThreadsB, smem_q, cuda::stream()>>>(dq, dout, q, k, v, lse2, di, p);
-        cuda::check_launch(op);
+        auto launch = [&](auto wc) {
+            constexpr int W = decltype(wc)::value;
+            constexpr int R = 16 * W;   // rows a block owns
+            Scratch ranges_kv, ranges_q;
+            const Params pkv = make_params(s, kB, R, ranges_kv, op);   // query tiles of 64, key tiles of R
+            const Params pq = make_params(s, R, kB, ranges_q, op);     // query tiles of R, key tiles of 64
+            const int64_t bkv = (int64_t)pkv.BH * pkv.nkt, bq = (int64_t)pq.BH * pq.nqt;
+            DD2_CHECK_RANGE(bkv <= INT32_MAX && bq <= INT32_MAX, op, ": too many blocks");
+            const size_t smem_kv = 2 * TileB<D, R>::kBytes + 4 * TileB<D>::kBytes + 4 * kB * sizeof(float);
+            allow_smem(dkdv_bf16_kernel<D, W>, smem_kv, op);
+            dkdv_bf16_kernel<D, W><<<(unsigned)bkv, 32 * W, smem_kv, cuda::stream()>>>(dk, dv, dout, q, k, v, lse2,
+                                                                                       di, pkv);
+            cuda::check_launch(op);
+            const size_t smem_q = 2 * TileB<D, R>::kBytes + 4 * TileB<D>::kBytes;
+            allow_smem(dq_bf16_kernel<D, W>, smem_q, op);
+            dq_bf16_kernel<D, W><<<(unsigned)bq, 32 * W, smem_q, cuda::stream()>>>(dq, dout, q, k, v, lse2, di, pq);
+            cuda::check_launch(op);
+        };
+        if (warps == 8) launch(std::integral_constant<int, 8>());
+        else launch(std::integral_constant<int, 4>());
     });
 }
 

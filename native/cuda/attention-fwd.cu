@@ -1,12 +1,12 @@
 // Fused attention forward on tensor cores, bf16 in / bf16 out (lse float32), flash-attention-2 style.
-// Letters: BH batch × heads, Tq queries, Tk keys, D head dim (32, 64, 96 or 128). One block of 4 warps per
-// (head, tile of 64 queries), 16 query rows per warp; tiles of 64 keys and values stream through shared
-// memory with cp.async, double-buffered (the next tile loads while this one is used). Per tile a warp
-// computes S = Q Kᵀ (mma.sync, float32), masks it when the tile is only partly visible, updates the online
-// softmax in base 2 (running max m, per-thread partial sums l, rescaled accumulator) and adds P V with P
-// rounded to bf16 straight from the score registers. Tiles hidden by the mask are never loaded. Fully
-// masked rows give o = 0 and lse = -inf. Benchmarked by bench/gpu-attention.ts (checked there against the
-// float32 kernel).
+// Letters: BH batch × heads, Tq queries, Tk keys, D head dim (32, 64, 96 or 128). One block of W warps
+// (4, or 8 with DD2_ATTN_FWD_WARPS=8) per (head, tile of 16·W queries), 16 query rows per warp; tiles of
+// 64 keys and values stream through shared memory with cp.async, double-buffered (the next tile loads
+// while this one is used). Per tile a warp computes S = Q Kᵀ (mma.sync, float32), masks it when the tile
+// is only partly visible, updates the online softmax in base 2 (running max m, per-thread partial sums l,
+// rescaled accumulator) and adds P V with P rounded to bf16 straight from the score registers. Tiles
+// hidden by the mask are never loaded. Fully masked rows give o = 0 and lse = -inf. Benchmarked by
+// bench/gpu-attention.ts (checked there against the float32 kernel).
 #include <cmath>
 
 #include "cuda/attention-mma.cuh"
@@ -17,19 +17,21 @@ namespace {
 
 using namespace attn;
 
-template <int D>
-__global__ void __launch_bounds__(kThreadsB) fwd_bf16_kernel(uint16_t* o, float* lse, const uint16_t* q,
-                                                             const uint16_t* k, const uint16_t* v,
-                                                             const Params p) {
+// W warps: a block owns BQ = 16·W query rows.
+template <int D, int W>
+__global__ void __launch_bounds__(32 * W) fwd_bf16_kernel(uint16_t* o, float* lse, const uint16_t* q,
+                                                          const uint16_t* k, const uint16_t* v, const Params p) {
 #ifdef DD2_ATTN_MMA
+    constexpr int BQ = 16 * W, kT = 32 * W;
     constexpr int kE = TileB<D>::kElems;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     uint16_t* Qs = reinterpret_cast<uint16_t*>(smem_raw);
-    uint16_t* Ks = Qs + kE;       // two buffers
-    uint16_t* Vs = Ks + 2 * kE;   // two buffers
+    uint16_t* Ks = Qs + TileB<D, BQ>::kElems;   // two buffers
+    uint16_t* Vs = Ks + 2 * kE;                  // two buffers
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int bh = (int)(blockIdx.x % p.BH), qt = p.nqt - 1 - (int)(blockIdx.x / p.BH);   // long rows first
-    const int i0 = qt * kB;
+    // The query tiles of one head are neighbours (they share k and v through L2), the longest first.
+    const int bh = (int)(blockIdx.x / p.nqt), qt = p.nqt - 1 - (int)(blockIdx.x % p.nqt);
+    const int i0 = qt * BQ;
     const int ia = i0 + warp * 16 + g, ib = ia + 8;   // this thread's two rows
     const int lqa = p.lq && ia < p.Tq ? p.lq[ia] : 0, lqb = p.lq && ib < p.Tq ? p.lq[ib] : 0;
     const uint16_t* qb = q + (int64_t)bh * p.Tq * D;
@@ -40,19 +42,19 @@ __global__ void __launch_bounds__(kThreadsB) fwd_bf16_kernel(uint16_t* o, float*
     // Key tiles [0, kt_end); with a causal mask none past the last row's diagonal.
     int kt_end = p.nkt;
     if (!p.lq && p.causal) {
-        const int jl = min(p.Tq, i0 + kB) - 1 + p.off;   // last key any row of the tile sees
+        const int jl = min(p.Tq, i0 + BQ) - 1 + p.off;   // last key any row of the tile sees
         kt_end = jl < 0 ? 0 : min(p.nkt, jl / kB + 1);
     }
     auto next_tile = [&](int kt) {
-        while (kt < kt_end && tile_kind(p, qt, kt, kB, kB) == kSkip) ++kt;
+        while (kt < kt_end && tile_kind(p, qt, kt, BQ, kB) == kSkip) ++kt;
         return kt;
     };
 
     int kt = next_tile(0);
-    load_tile_async<D>(Qs, qb, i0, p.Tq);
+    load_tile_async<D, BQ, kT>(Qs, qb, i0, p.Tq);
     if (kt < kt_end) {
-        load_tile_async<D>(Ks, kb, kt * kB, p.Tk);
-        load_tile_async<D>(Vs, vb, kt * kB, p.Tk);
+        load_tile_async<D, kB, kT>(Ks, kb, kt * kB, p.Tk);
+        load_tile_async<D, kB, kT>(Vs, vb, kt * kB, p.Tk);
     }
     cp_async_commit();
 
@@ -64,7 +66,7 @@ __global__ void __launch_bounds__(kThreadsB) fwd_bf16_kernel(uint16_t* o, float*
     int buf = 0;
     bool first = true;
     while (kt < kt_end) {
-        const int kind = tile_kind(p, qt, kt, kB, kB);
+        const int kind = tile_kind(p, qt, kt, BQ, kB);
         const int nxt = next_tile(kt + 1);
         cp_async_wait<0>();
         __syncthreads();   // this tile has landed; every warp is done with the other buffer
@@ -74,8 +76,8 @@ __global__ void __launch_bounds__(kThreadsB) fwd_bf16_kernel(uint16_t* o, float*
             first = false;
         }
         if (nxt < kt_end) {
-            load_tile_async<D>(Ks + (buf ^ 1) * kE, kb, nxt * kB, p.Tk);
-            load_tile_async<D>(Vs + (buf ^ 1) * kE, vb, nxt * kB, p.Tk);
+            load_tile_async<D, kB, kT>(Ks + (buf ^ 1) * kE, kb, nxt * kB, p.Tk);
+            load_tile_async<D, kB, kT>(Vs + (buf ^ 1) * kE, vb, nxt * kB, p.Tk);
         }
         cp_async_commit();
         const uint16_t* Kt = Ks + buf * kE;
@@ -189,18 +191,24 @@ __global__ void __launch_bounds__(kThreadsB) fwd_bf16_kernel(uint16_t* o, float*
 void attention_forward_bf16_cuda(uint16_t* o, float* lse, const uint16_t* q, const uint16_t* k,
                                  const uint16_t* v, const AttentionShape& s) {
     const char* op = "attention_forward_bf16";
+    static const int warps = env_int("DD2_ATTN_FWD_WARPS", 4) == 8 ? 8 : 4;
     with_head_dim(s.D, op, [&](auto dc) {
         constexpr int D = decltype(dc)::value;
         if (s.BH == 0 || s.Tq == 0) return;
         require_sm80(op);
-        Scratch ranges;
-        const Params p = make_params(s, kB, kB, ranges, op);
-        const int64_t blocks = (int64_t)p.BH * p.nqt;
-        DD2_CHECK_RANGE(blocks <= INT32_MAX, op, ": too many blocks (", blocks, ")");
-        const size_t smem = 5 * TileB<D>::kBytes;
-        allow_smem(fwd_bf16_kernel<D>, smem, op);
-        fwd_bf16_kernel<D><<<(unsigned)blocks, kThreadsB, smem, cuda::stream()>>>(o, lse, q, k, v, p);
-        cuda::check_launch(op);
+        auto launch = [&](auto wc) {
+            constexpr int W = decltype(wc)::value;
+            Scratch ranges;
+            const Params p = make_params(s, 16 * W, kB, ranges, op);
+            const int64_t blocks = (int64_t)p.BH * p.nqt;
+            DD2_CHECK_RANGE(blocks <= INT32_MAX, op, ": too many blocks (", blocks, ")");
+            const size_t smem = TileB<D, 16 * W>::kBytes + 4 * TileB<D>::kBytes;
+            allow_smem(fwd_bf16_kernel<D, W>, smem, op);
+            fwd_bf16_kernel<D, W><<<(unsigned)blocks, 32 * W, smem, cuda::stream()>>>(o, lse, q, k, v, p);
+            cuda::check_launch(op);
+        };
+        if (warps == 8) launch(std::integral_constant<int, 8>());
+        else launch(std::integral_constant<int, 4>());
     });
 }
 

@@ -10,15 +10,16 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <type_traits>
 
 #include "cuda/attention-common.cuh"
 
 namespace dd2 {
 namespace attn {
 
-constexpr int kB = 64;          // rows per tile (queries or keys) in the bf16 kernels
-constexpr int kWarpsB = 4;      // 16 rows per warp
-constexpr int kThreadsB = 128;
+constexpr int kB = 64;   // rows per streamed tile (keys, or queries in the dk/dv pass) in the bf16 kernels;
+                         // a block owns 16 rows per warp of the other side
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
@@ -75,20 +76,22 @@ template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
 #endif
 
-// Shared-memory tile of kB rows × D bf16 with padded rows.
-template <int D>
+// Shared-memory tile of R rows × D bf16 with padded rows.
+template <int D, int R = kB>
 struct TileB {
     static constexpr int kStride = D + 8;                  // elements per row
-    static constexpr int kElems = kB * kStride;
+    static constexpr int kElems = R * kStride;
     static constexpr int kBytes = kElems * 2;
 };
 
 #ifdef DD2_ATTN_MMA
-// Starts copying rows [r0, r0 + 64) of a (rows, D) bf16 matrix into tile dst; rows >= n become zeros.
-template <int D>
+// Starts copying rows [r0, r0 + R) of a (rows, D) bf16 matrix into tile dst with the block's kThreads
+// threads; rows >= n become zeros.
+template <int D, int R, int kThreads>
 __device__ __forceinline__ void load_tile_async(uint16_t* dst, const uint16_t* src, int r0, int n) {
     constexpr int kChunks = D / 8;   // 16-byte chunks per row
-    for (int x = threadIdx.x; x < kB * kChunks; x += kThreadsB) {
+#pragma unroll
+    for (int x = threadIdx.x; x < R * kChunks; x += kThreads) {
         const int r = x / kChunks, c = x - r * kChunks;
         const bool ok = r0 + r < n;
         const uint16_t* g = src + (ok ? (int64_t)(r0 + r) * D + c * 8 : 0);
@@ -147,6 +150,12 @@ inline void require_sm80(const char* op) {
         return major;
     }();
     DD2_CHECK(cc >= 8, op, ": bf16 attention needs a GPU of compute capability 8.0 or newer");
+}
+
+// Integer environment setting (benchmark knobs), or def when unset.
+inline int env_int(const char* name, int def) {
+    const char* v = std::getenv(name);
+    return v && *v ? std::atoi(v) : def;
 }
 
 template <class K>

@@ -3,7 +3,8 @@
 // dq pass, keys in the dk/dv pass); each row is shared by a group of 4 adjacent threads, thread g of the
 // group holding dims g, g+4, g+8, ... (kE per thread, rows padded to kDp = 4·kE with zeros). Dot products
 // are 4 partial sums joined by two xor-shuffles (all 4 threads get identical bits). The other side
-// streams through shared memory in tiles of 32 rows; tiles hidden by the mask are skipped. Forward: online
+// streams through shared memory in tiles of 32 rows; tiles hidden by the mask are skipped. The blocks of
+// one head are neighbours in the grid, so the tiles they all read come from L2. Forward: online
 // softmax (running max m, sum l), lse = m + log l. Backward: Di = rowsum(dout ⊙ o) (double), then a pass
 // over key tiles (dk, dv) and one over query tiles (dq), both recomputing P = exp(s - lse): deterministic.
 // Float arithmetic as native/cpu/attention.cpp (expf instead of its polynomial). Tested by
@@ -46,7 +47,7 @@ __global__ void __launch_bounds__(kThreads) fwd_kernel(float* o, float* lse, con
     float* Vs = Ks + kTile * kDp;
     int* Lk = reinterpret_cast<int*>(Vs + kTile * kDp);
     const int g = threadIdx.x & 3, r = threadIdx.x >> 2;
-    const int bh = (int)(blockIdx.x % p.BH), qt = p.nqt - 1 - (int)(blockIdx.x / p.BH);   // long rows first
+    const int bh = (int)(blockIdx.x / p.nqt), qt = p.nqt - 1 - (int)(blockIdx.x % p.nqt);
     const int i = qt * kRows + r, D = p.D;
     const bool row_ok = i < p.Tq;
     const int lqi = p.lq && row_ok ? p.lq[i] : 0;
@@ -145,7 +146,7 @@ __global__ void __launch_bounds__(kThreads) dkdv_kernel(float* dk, float* dv, co
     float* Ds = Ls + kTile;           // Di
     int* Lq = reinterpret_cast<int*>(Ds + kTile);
     const int g = threadIdx.x & 3, r = threadIdx.x >> 2;
-    const int bh = (int)(blockIdx.x % p.BH), kt = (int)(blockIdx.x / p.BH);   // early keys (more queries) first
+    const int bh = (int)(blockIdx.x / p.nkt), kt = (int)(blockIdx.x % p.nkt);
     const int j = kt * kRows + r, D = p.D;
     const bool key_ok = j < p.Tk;
     const int lkj = p.lq && key_ok ? p.lk[j] : 0;
@@ -222,7 +223,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(float* dq, const float* do
     float* Vs = Ks + kTile * kDp;
     int* Lk = reinterpret_cast<int*>(Vs + kTile * kDp);
     const int g = threadIdx.x & 3, r = threadIdx.x >> 2;
-    const int bh = (int)(blockIdx.x % p.BH), qt = p.nqt - 1 - (int)(blockIdx.x / p.BH);
+    const int bh = (int)(blockIdx.x / p.nqt), qt = p.nqt - 1 - (int)(blockIdx.x % p.nqt);
     const int i = qt * kRows + r, D = p.D;
     const bool row_ok = i < p.Tq;
     const int64_t row = (int64_t)bh * p.Tq + i;

@@ -137,12 +137,8 @@ t.test('the comparison rejects a wrong result', async (tt) => {
   got[5 * N + 7] += 3 * tolFor(K) * scale[5 * N + 7];
   tt.notOk(expectCloseScaled(probe as unknown as Test, 'perturbed', got, want, scale, tolFor(K)),
     'one element 3x past the tolerance is rejected');
-  // Known gap in test/harness/compare.ts: `if (!(r <= worst))` makes a NaN ratio the running worst, and
-  // the next element's finite ratio then replaces it, so a NaN passes unless it is the last element.
-  // runCase checks finiteness itself; this stays a todo until the harness is fixed.
   got[5 * N + 7] = NaN;
-  tt.notOk(expectCloseScaled(probe as unknown as Test, 'nan', got, want, scale, tolFor(K)), 'a NaN is rejected',
-    { todo: 'expectCloseScaled drops a NaN that is followed by finite elements' });
+  tt.notOk(expectCloseScaled(probe as unknown as Test, 'nan', got, want, scale, tolFor(K)), 'a NaN is rejected');
   tt.match(seen[1], /^fail perturbed/, 'the failure message names the case');
 });
 
