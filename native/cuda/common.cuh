@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "common/check.h"
+#include "cuda/cuda-api.h"
 
 namespace dd2 {
 namespace cuda {
@@ -22,6 +23,22 @@ inline void check_cuda(cudaError_t e, const char* op) {
 
 // Call after every launch.
 inline void check_launch(const char* op) { check_cuda(cudaGetLastError(), op); }
+
+// Device scratch from the caching allocator, returned on scope exit (stream order makes reuse by a
+// later launch safe). Never zero bytes: a request of 0 takes the smallest block.
+class Scratch {
+public:
+    explicit Scratch(size_t bytes) : bytes_(bytes ? bytes : 8), p_(malloc_bytes(bytes_)) {}
+    ~Scratch() { free_bytes(p_, bytes_); }
+    Scratch(const Scratch&) = delete;
+    Scratch& operator=(const Scratch&) = delete;
+    template <typename T>
+    T* as() const { return static_cast<T*>(p_); }
+
+private:
+    size_t bytes_;
+    void* p_;
+};
 
 inline unsigned blocks_for(int64_t n, int threads, int64_t cap = 65535LL * 8) {
     int64_t b = (n + threads - 1) / threads;

@@ -26,21 +26,6 @@ int64_t col_budget_bytes() {
     return int64_t(64) << 20;
 }
 
-// Device scratch from the caching allocator, returned on scope exit (stream order makes that safe).
-class Scratch {
-public:
-    explicit Scratch(int64_t floats)
-        : bytes_((size_t)std::max<int64_t>(floats, 1) * sizeof(float)), p_(cuda::malloc_bytes(bytes_)) {}
-    ~Scratch() { cuda::free_bytes(p_, bytes_); }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    float* get() const { return static_cast<float*>(p_); }
-
-private:
-    size_t bytes_;
-    void* p_;
-};
-
 #define GRID_LOOP_T(I, i, n) \
     for (I i = (I)(blockIdx.x * blockDim.x + threadIdx.x); i < (n); i += (I)(blockDim.x * gridDim.x))
 
@@ -216,14 +201,14 @@ void conv2d_forward_f32_cuda(float* y, const float* x, const float* w, const flo
         gemm_f32_cuda(y, w, x, g.N, g.Cout, HW, g.Cin, false, false, 0, g.Cin * HW, g.Cout * HW, 1.0f, 0.0f);
     } else {
         const int64_t nb = chunk_images(g);
-        Scratch col(CKK * nb * OHW), stage(nb > 1 ? g.Cout * nb * OHW : 0);
+        cuda::Scratch col(CKK * nb * OHW * sizeof(float)), stage(nb > 1 ? g.Cout * nb * OHW * sizeof(float) : 0);
         for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
             const int64_t cur = std::min(nb, g.N - n0), ld = cur * OHW;
             float* yc = y + n0 * g.Cout * OHW;
-            im2col(col.get(), ld, x + n0 * g.Cin * HW, cur, g);
-            float* out = cur == 1 ? yc : stage.get();
-            gemm_f32_cuda(out, w, col.get(), 1, g.Cout, ld, CKK, false, false, 0, 0, 0, 1.0f, 0.0f);
-            if (cur > 1) from_wide(yc, stage.get(), cur, g.Cout, OHW);
+            im2col(col.as<float>(), ld, x + n0 * g.Cin * HW, cur, g);
+            float* out = cur == 1 ? yc : stage.as<float>();
+            gemm_f32_cuda(out, w, col.as<float>(), 1, g.Cout, ld, CKK, false, false, 0, 0, 0, 1.0f, 0.0f);
+            if (cur > 1) from_wide(yc, stage.as<float>(), cur, g.Cout, OHW);
         }
     }
     if (b) {
@@ -241,16 +226,16 @@ void conv2d_backward_input_f32_cuda(float* dx, const float* dy, const float* w, 
         return;
     }
     const int64_t nb = chunk_images(g);
-    Scratch col(CKK * nb * OHW), stage(nb > 1 ? g.Cout * nb * OHW : 0);
+    cuda::Scratch col(CKK * nb * OHW * sizeof(float)), stage(nb > 1 ? g.Cout * nb * OHW * sizeof(float) : 0);
     for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
         const int64_t cur = std::min(nb, g.N - n0), ld = cur * OHW;
         const float* dyc = dy + n0 * g.Cout * OHW;
         if (cur > 1) {
-            to_wide(stage.get(), dyc, cur, g.Cout, OHW);
-            dyc = stage.get();
+            to_wide(stage.as<float>(), dyc, cur, g.Cout, OHW);
+            dyc = stage.as<float>();
         }
-        gemm_f32_cuda(col.get(), w, dyc, 1, CKK, ld, g.Cout, true, false, 0, 0, 0, 1.0f, 0.0f);
-        col2im(dx + n0 * g.Cin * HW, col.get(), ld, cur, g);
+        gemm_f32_cuda(col.as<float>(), w, dyc, 1, CKK, ld, g.Cout, true, false, 0, 0, 0, 1.0f, 0.0f);
+        col2im(dx + n0 * g.Cin * HW, col.as<float>(), ld, cur, g);
     }
 }
 
@@ -275,16 +260,16 @@ void conv2d_backward_weight_f32_cuda(float* dw, float* db, const float* dy, cons
         return;
     }
     const int64_t nb = chunk_images(g);
-    Scratch col(CKK * nb * OHW), stage(nb > 1 ? g.Cout * nb * OHW : 0);
+    cuda::Scratch col(CKK * nb * OHW * sizeof(float)), stage(nb > 1 ? g.Cout * nb * OHW * sizeof(float) : 0);
     for (int64_t n0 = 0; n0 < g.N; n0 += nb) {
         const int64_t cur = std::min(nb, g.N - n0), ld = cur * OHW;
         const float* dyc = dy + n0 * g.Cout * OHW;
         if (cur > 1) {
-            to_wide(stage.get(), dyc, cur, g.Cout, OHW);
-            dyc = stage.get();
+            to_wide(stage.as<float>(), dyc, cur, g.Cout, OHW);
+            dyc = stage.as<float>();
         }
-        im2col(col.get(), ld, x + n0 * g.Cin * HW, cur, g);
-        gemm_f32_cuda(dw, dyc, col.get(), 1, g.Cout, CKK, ld, false, true, 0, 0, 0, 1.0f, n0 == 0 ? 0.0f : 1.0f);
+        im2col(col.as<float>(), ld, x + n0 * g.Cin * HW, cur, g);
+        gemm_f32_cuda(dw, dyc, col.as<float>(), 1, g.Cout, CKK, ld, false, true, 0, 0, 0, 1.0f, n0 == 0 ? 0.0f : 1.0f);
     }
 }
 

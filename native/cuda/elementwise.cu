@@ -340,13 +340,12 @@ void scatter_argmax_backward_f32_cuda(float* dx, const float* dy, const int32_t*
 double sum_squares_f32_cuda(const float* x, int64_t n) {
     if (n == 0) return 0.0;
     const unsigned blocks = cuda::blocks_for(n, kThreads, 1024);
-    double* partial = static_cast<double*>(cuda::malloc_bytes(blocks * sizeof(double)));
-    sum_squares_kernel<<<blocks, kThreads, 0, cuda::stream()>>>(partial, x, n);
+    cuda::Scratch partial(blocks * sizeof(double));
+    sum_squares_kernel<<<blocks, kThreads, 0, cuda::stream()>>>(partial.as<double>(), x, n);
+    cuda::check_launch("sum_squares");
     std::vector<double> host(blocks);
-    cudaError_t e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaMemcpy(host.data(), partial, blocks * sizeof(double), cudaMemcpyDeviceToHost);
-    cuda::free_bytes(partial, blocks * sizeof(double));
-    cuda::check_cuda(e, "sum_squares");
+    cuda::check_cuda(cudaMemcpy(host.data(), partial.as<double>(), blocks * sizeof(double), cudaMemcpyDeviceToHost),
+                     "sum_squares");
     double s = 0.0;
     for (double v : host) s += v;
     return s;

@@ -24,21 +24,6 @@ constexpr int64_t kFits32 = int64_t(1) << 30;   // below this, kernels index wit
 constexpr int64_t kSortMinK = 64;
 constexpr int64_t kSortMaxCols = 32768;
 
-// Device scratch from the caching allocator, returned on scope exit (stream order makes that safe).
-class Scratch {
-public:
-    explicit Scratch(size_t bytes) : bytes_(bytes), p_(cuda::malloc_bytes(bytes)) {}
-    ~Scratch() { cuda::free_bytes(p_, bytes_); }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    template <typename T>
-    T* as() const { return static_cast<T*>(p_); }
-
-private:
-    size_t bytes_;
-    void* p_;
-};
-
 #define GRID_LOOP_T(I, i, n) \
     for (I i = (I)(blockIdx.x * blockDim.x + threadIdx.x); i < (n); i += (I)(blockDim.x * gridDim.x))
 
@@ -65,7 +50,7 @@ __global__ void first_bad_kernel(unsigned long long* first, const int32_t* idx, 
 // Throws the CPU kernels' RangeError for the first index outside [0, limit); synchronises.
 void check_indices(const char* op, const int32_t* idx, int64_t count, int64_t limit) {
     if (count == 0) return;
-    Scratch flag(sizeof(unsigned long long));
+    cuda::Scratch flag(sizeof(unsigned long long));
     unsigned long long* first = flag.as<unsigned long long>();
     cuda::check_cuda(cudaMemsetAsync(first, 0xff, sizeof(unsigned long long), cuda::stream()), op);
     first_bad_kernel<<<cuda::blocks_for(count, kThreads), kThreads, 0, cuda::stream()>>>(first, idx, count, limit);
@@ -161,7 +146,7 @@ int key_bits(int64_t limit) {
 void sort_rows(const uint32_t* keys_in, uint32_t* keys_out, uint32_t* rows_out, int64_t count, int bits,
                const char* op) {
     DD2_CHECK_RANGE(count < INT_MAX, op, ": ", count, " indices are too many to sort on cuda");
-    Scratch rows_in(count * sizeof(uint32_t));
+    cuda::Scratch rows_in(count * sizeof(uint32_t));
     iota_kernel<<<cuda::blocks_for(count, kThreads), kThreads, 0, cuda::stream()>>>(rows_in.as<uint32_t>(), count);
     cuda::check_launch(op);
     size_t temp_bytes = 0;
@@ -169,7 +154,7 @@ void sort_rows(const uint32_t* keys_in, uint32_t* keys_out, uint32_t* rows_out, 
                                                      rows_in.as<const uint32_t>(), rows_out, (int)count, 0, bits,
                                                      cuda::stream()),
                      op);
-    Scratch temp(temp_bytes);
+    cuda::Scratch temp(temp_bytes);
     cuda::check_cuda(cub::DeviceRadixSort::SortPairs(temp.as<void>(), temp_bytes, keys_in, keys_out,
                                                      rows_in.as<const uint32_t>(), rows_out, (int)count, 0, bits,
                                                      cuda::stream()),
@@ -198,7 +183,7 @@ void embedding_backward_f32_cuda(float* dweight, const float* dy, const int32_t*
     if (dim == 0 || vocab == 0) return;
     zero(dweight, vocab * dim, op);   // rows that no index selects stay zero
     if (n == 0) return;
-    Scratch keys(n * sizeof(uint32_t)), rows(n * sizeof(uint32_t));
+    cuda::Scratch keys(n * sizeof(uint32_t)), rows(n * sizeof(uint32_t));
     sort_rows(reinterpret_cast<const uint32_t*>(idx), keys.as<uint32_t>(), rows.as<uint32_t>(), n, key_bits(vocab),
               op);
     const int64_t total = n * dim;
@@ -223,7 +208,7 @@ void gather_backward_f32_cuda(float* dx, const float* dy, const int32_t* idx, in
     if (total == 0) return;
     const int64_t extent = std::max(total, xsize);
     if (k > kSortMinK && cols < kSortMaxCols && total < INT_MAX && xsize <= UINT_MAX) {
-        Scratch keys_in(total * sizeof(uint32_t)), keys(total * sizeof(uint32_t)), rows(total * sizeof(uint32_t));
+        cuda::Scratch keys_in(total * sizeof(uint32_t)), keys(total * sizeof(uint32_t)), rows(total * sizeof(uint32_t));
         LAUNCH_IDX(gather_keys_kernel, total, extent, op, keys_in.as<uint32_t>(), idx, total, n, inner, k);
         sort_rows(keys_in.as<const uint32_t>(), keys.as<uint32_t>(), rows.as<uint32_t>(), total, key_bits(xsize), op);
         LAUNCH_IDX(segment_sum_kernel, total, extent, op, dx, dy, keys.as<const uint32_t>(), rows.as<const uint32_t>(),

@@ -255,20 +255,6 @@ __global__ void affine_finish_kernel(float* dw, float* db, const double* pw, con
     }
 }
 
-// Device scratch from the caching allocator, returned on scope exit (stream order makes that safe).
-class Scratch {
-public:
-    explicit Scratch(size_t bytes) : bytes_(std::max<size_t>(bytes, 8)), p_(cuda::malloc_bytes(bytes_)) {}
-    ~Scratch() { cuda::free_bytes(p_, bytes_); }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    double* f64() const { return static_cast<double*>(p_); }
-
-private:
-    size_t bytes_;
-    void* p_;
-};
-
 unsigned grid_for(int64_t items, int64_t per_block) {
     const int64_t b = std::max<int64_t>(1, (items + per_block - 1) / per_block);
     return (unsigned)std::min(b, kMaxBlocks);
@@ -304,8 +290,8 @@ void affine_grads(float* dw, float* db, const float* dy, const float* x, const d
         H = HW;
     }
     const int64_t half = R * C * H;   // partials per output: R * C * H doubles each for dw and db
-    Scratch part((size_t)(2 * half) * sizeof(double));
-    double *pw = part.f64(), *pb = part.f64() + half;
+    cuda::Scratch part((size_t)(2 * half) * sizeof(double));
+    double *pw = part.as<double>(), *pb = part.as<double>() + half;
     if (planes)
         affine_planes_kernel<<<grid_for(N * C, kWarps), kThreads, 0, cuda::stream()>>>(pw, pb, dy, x, mu, rstd, N,
                                                                                         C, HW, Cg, G);
@@ -333,8 +319,8 @@ void norm_backward(float* dx, float* dw, float* db, const float* dy, const float
     const int64_t Cg = C / G, M = Cg * HW, nblk = N * G;
     const bool params = dw || db;
     if (!dx && !params) return;
-    Scratch mu(params ? (size_t)nblk * sizeof(double) : 0);
-    double* mup = params ? mu.f64() : nullptr;
+    cuda::Scratch mu(params ? (size_t)nblk * sizeof(double) : 0);
+    double* mup = params ? mu.as<double>() : nullptr;
     if (HW == 1)
         launch_blocks(norm_bwd_kernel<true, true>, norm_bwd_kernel<false, true>, nblk, M, op, dx, mup, dy, x, w, mean,
                       rstd, nblk, M, Cg, HW, G);

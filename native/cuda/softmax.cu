@@ -235,29 +235,15 @@ __global__ void ce_bwd_kernel(float* dlogits, const float* dloss, const float* l
         }                                                                                           \
     } while (0)
 
-// Device scratch from the caching allocator, returned on scope exit (stream order makes that safe).
-class Scratch {
-public:
-    explicit Scratch(size_t bytes) : bytes_(bytes), p_(cuda::malloc_bytes(bytes)) {}
-    ~Scratch() { cuda::free_bytes(p_, bytes_); }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-    unsigned long long* flag() const { return static_cast<unsigned long long*>(p_); }
-
-private:
-    size_t bytes_;
-    void* p_;
-};
-
 // A fresh "no bad row" flag (all ones), enqueued before the kernel that may lower it.
-void reset_flag(const Scratch& s, const char* op) {
-    cuda::check_cuda(cudaMemsetAsync(s.flag(), 0xff, sizeof(unsigned long long), cuda::stream()), op);
+void reset_flag(const cuda::Scratch& s, const char* op) {
+    cuda::check_cuda(cudaMemsetAsync(s.as<unsigned long long>(), 0xff, sizeof(unsigned long long), cuda::stream()), op);
 }
 
 // Reads the flag back (synchronises) and throws the CPU's RangeError for the first bad row.
-void throw_if_bad(const Scratch& s, const int32_t* targets, int64_t cols, int64_t ignore_index, const char* op) {
+void throw_if_bad(const cuda::Scratch& s, const int32_t* targets, int64_t cols, int64_t ignore_index, const char* op) {
     unsigned long long row = 0;
-    cuda::check_cuda(cudaMemcpy(&row, s.flag(), sizeof(row), cudaMemcpyDeviceToHost), op);
+    cuda::check_cuda(cudaMemcpy(&row, s.as<unsigned long long>(), sizeof(row), cudaMemcpyDeviceToHost), op);
     if (row == ULLONG_MAX) return;
     int32_t t = 0;
     cuda::check_cuda(cudaMemcpy(&t, targets + row, sizeof(t), cudaMemcpyDeviceToHost), op);
@@ -291,9 +277,9 @@ void cross_entropy_forward_f32_cuda(float* loss, float* lse, const float* logits
                                     int64_t rows, int64_t cols, int64_t ignore_index) {
     if (rows == 0) return;
     const char* op = "cross_entropy_forward";
-    Scratch bad(sizeof(unsigned long long));
+    cuda::Scratch bad(sizeof(unsigned long long));
     reset_flag(bad, op);
-    LAUNCH_ROWS(ce_fwd_kernel, rows, cols, op, loss, lse, logits, targets, rows, cols, ignore_index, bad.flag());
+    LAUNCH_ROWS(ce_fwd_kernel, rows, cols, op, loss, lse, logits, targets, rows, cols, ignore_index, bad.as<unsigned long long>());
     throw_if_bad(bad, targets, cols, ignore_index, op);
 }
 
@@ -301,10 +287,10 @@ void cross_entropy_backward_f32_cuda(float* dlogits, const float* dloss, const f
                                      const int32_t* targets, int64_t rows, int64_t cols, int64_t ignore_index) {
     if (rows == 0) return;
     const char* op = "cross_entropy_backward";
-    Scratch bad(sizeof(unsigned long long));
+    cuda::Scratch bad(sizeof(unsigned long long));
     reset_flag(bad, op);
     LAUNCH_ROWS(ce_bwd_kernel, rows, cols, op, dlogits, dloss, logits, lse, targets, rows, cols, ignore_index,
-                bad.flag());
+                bad.as<unsigned long long>());
     throw_if_bad(bad, targets, cols, ignore_index, op);
 }
 
