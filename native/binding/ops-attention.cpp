@@ -57,7 +57,9 @@ DD2_KERNEL(attention_backward, ON_CPU | DD2_CUDA_IF_BUILT) {
                                              a.f32(7), a.f32(8), s));
 }
 
+#ifdef DD2_WITH_CUDA
 static uint16_t* bf16(Args& a, size_t k) { return static_cast<uint16_t*>(a.storage(k).ptr); }
+#endif
 
 // Throws unless the resolved storages live on cuda (the bf16 kernels have no cpu version).
 static void require_cuda(Args& a) {

@@ -10,7 +10,6 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "cuda/attention-common.cuh"
@@ -150,12 +149,6 @@ inline void require_sm80(const char* op) {
         return major;
     }();
     DD2_CHECK(cc >= 8, op, ": bf16 attention needs a GPU of compute capability 8.0 or newer");
-}
-
-// Integer environment setting (benchmark knobs), or def when unset.
-inline int env_int(const char* name, int def) {
-    const char* v = std::getenv(name);
-    return v && *v ? std::atoi(v) : def;
 }
 
 template <class K>
