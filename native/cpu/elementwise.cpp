@@ -41,7 +41,7 @@ void unary_forward_f32_cpu(int op, float* y, const float* x, int64_t n) {
         case 4: pfor(n, [=](int64_t i) { y[i] = std::tanh(x[i]); }); break;
         case 5: pfor(n, [=](int64_t i) { y[i] = sigmoidf(x[i]); }); break;
         case 6: pfor(n, [=](int64_t i) { y[i] = x[i] * sigmoidf(x[i]); }); break;
-        case 7: pfor(n, [=](int64_t i) { y[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * kSqrt2Inv)); }); break;
+        case 7: pfor(n, [=](int64_t i) { y[i] = 0.5f * x[i] * std::erfc(-x[i] * kSqrt2Inv); }); break;   // erfc: no cancellation for x < 0
         case 8: pfor(n, [=](int64_t i) {
             float v = x[i];
             y[i] = 0.5f * v * (1.0f + std::tanh(kGeluTanhC * (v + 0.044715f * v * v * v)));
@@ -71,7 +71,7 @@ void unary_backward_f32_cpu(int op, float* dx, const float* dy, const float* x, 
         }); break;
         case 7: pfor(n, [=](int64_t i) {
             float v = x[i];
-            float cdf = 0.5f * (1.0f + std::erf(v * kSqrt2Inv));
+            float cdf = 0.5f * std::erfc(-v * kSqrt2Inv);
             dx[i] = dy[i] * (cdf + v * kSqrt2PiInv * std::exp(-0.5f * v * v));
         }); break;
         case 8: pfor(n, [=](int64_t i) {

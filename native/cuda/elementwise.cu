@@ -44,7 +44,7 @@ __device__ float unary_f(int op, float x) {
         case 4: return tanhf(x);
         case 5: return sigmoidf_(x);
         case 6: return x * sigmoidf_(x);
-        case 7: return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+        case 7: return 0.5f * x * erfcf(-x * 0.70710678118654752f);   // erfc: no cancellation for x < 0
         case 8: return 0.5f * x * (1.0f + tanhf(0.79788456080286536f * (x + 0.044715f * x * x * x)));
         case 9: return x > 0.0f ? x : 0.0f;
         case 10: return fabsf(x);
@@ -66,7 +66,7 @@ __device__ float unary_df(int op, float dy, float x, float y) {
         case 5: return dy * y * (1.0f - y);
         case 6: { float s = sigmoidf_(x); return dy * s * (1.0f + x * (1.0f - s)); }
         case 7: {
-            float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+            float cdf = 0.5f * erfcf(-x * 0.70710678118654752f);
             return dy * (cdf + x * 0.39894228040143268f * expf(-0.5f * x * x));
         }
         case 8: {

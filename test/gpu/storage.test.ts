@@ -15,11 +15,12 @@ t.test('cuda storage', { skip }, async (t) => {
   const base = memory();
   tidy(() => {
     const data = Float32Array.from({ length: 1000 }, (_, i) => i * 0.5 - 7);
-    const x = tensor(data, [10, 100]);
+    const x = tensor(data, [10, 100], { device: 'cpu' });
     const g = toDevice(x, 'cuda');
     t.equal(g.device, 'cuda');
     t.equal(memory().cuda.bytes - base.cuda.bytes, 4000, 'device bytes accounted');
     const back = toDevice(g, 'cpu');
+    t.equal(back.device, 'cpu');
     t.same(Array.from(back.toFloat32Array()), Array.from(data), 'host -> cuda -> host is exact');
     t.same(Array.from(g.toFloat32Array()), Array.from(data), 'reading a cuda tensor directly');
     const missing = native.kernel_names().find((k) => !native.supports(k, 1));

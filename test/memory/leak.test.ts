@@ -17,6 +17,10 @@ import { Embedding, LayerNorm, Linear, RMSNorm } from '../../lib/nn/layers.js';
 import { AdamW, clipGradNorm, EMA } from '../../lib/nn/optim.js';
 import { Rng } from '../harness/compare.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
+import { getDefaultDevice } from '../../lib/tensor/create.js';
+
+// Counters of the device the suite runs on (cpu, or cuda under DD2_DEFAULT_DEVICE=cuda).
+const dev = getDefaultDevice();
 
 const V = 32, T = 8, D = 16, H = 2, B = 4;
 
@@ -49,7 +53,7 @@ class Net extends Module {
   }
 }
 
-const fmt = (m: Memory): string => `tensors=${m.tensors} live=${m.cpu.live} bytes=${m.cpu.bytes}`;
+const fmt = (m: Memory): string => `tensors=${m.tensors} live=${m[dev].live} bytes=${m[dev].bytes}`;
 
 t.test('memory() is flat across 100 training steps inside tidy and returns to baseline', async (t) => {
   const initial = memory();
@@ -76,15 +80,15 @@ t.test('memory() is flat across 100 training steps inside tidy and returns to ba
   // After step 1: one gradient and two AdamW moments per parameter, nothing else.
   const nParams = model.parameters().length;
   t.equal(steady.tensors - withModel.tensors, 3 * nParams, `step 1 adds grads + moments only (${fmt(steady)})`);
-  t.equal(steady.cpu.bytes - withModel.cpu.bytes, 3 * 4 * model.numParameters(), 'their bytes: 3 x 4 x parameters');
+  t.equal(steady[dev].bytes - withModel[dev].bytes, 3 * 4 * model.numParameters(), 'their bytes: 3 x 4 x parameters');
   let growth = 0;
   let firstBad = '';
   let peak2 = 0;
   for (let i = 2; i <= 100; i++) {
     losses.push(step());
     const m = memory();
-    if (i === 2) peak2 = m.cpu.peak;
-    if (m.tensors !== steady.tensors || m.cpu.live !== steady.cpu.live || m.cpu.bytes !== steady.cpu.bytes) {
+    if (i === 2) peak2 = m[dev].peak;
+    if (m.tensors !== steady.tensors || m[dev].live !== steady[dev].live || m[dev].bytes !== steady[dev].bytes) {
       growth++;
       if (!firstBad) firstBad = `step ${i}: ${fmt(m)}`;
     }
@@ -92,9 +96,9 @@ t.test('memory() is flat across 100 training steps inside tidy and returns to ba
   const end = memory();
   t.equal(growth, 0, `no change across steps 2..100 (steady ${fmt(steady)}${firstBad ? `; first change at ${firstBad}` : ''})`);
   t.equal(end.tensors, steady.tensors, `tensors after step 100 = after step 1 (${end.tensors})`);
-  t.equal(end.cpu.live, steady.cpu.live, `native storages after step 100 = after step 1 (${end.cpu.live})`);
-  t.equal(end.cpu.bytes, steady.cpu.bytes, `native bytes after step 100 = after step 1 (${end.cpu.bytes})`);
-  t.equal(end.cpu.peak, peak2, `peak native bytes do not grow after step 2 (${peak2}: steady + one step's temporaries)`);
+  t.equal(end[dev].live, steady[dev].live, `native storages after step 100 = after step 1 (${end[dev].live})`);
+  t.equal(end[dev].bytes, steady[dev].bytes, `native bytes after step 100 = after step 1 (${end[dev].bytes})`);
+  t.equal(end[dev].peak, peak2, `peak native bytes do not grow after step 2 (${peak2}: steady + one step's temporaries)`);
   t.ok(losses.every(Number.isFinite), `losses finite (first ${losses[0].toFixed(3)}, last ${losses[99].toFixed(3)})`);
 
   // A step that fails midway (a bad target index in the loss) frees what it had made.
@@ -104,7 +108,7 @@ t.test('memory() is flat across 100 training steps inside tidy and returns to ba
   }), RangeError, 'a failing step throws');
   const afterThrow = memory();
   t.equal(afterThrow.tensors, steady.tensors, 'a failing step leaves no tensors');
-  t.equal(afterThrow.cpu.bytes, steady.cpu.bytes, 'a failing step leaves no native bytes');
+  t.equal(afterThrow[dev].bytes, steady[dev].bytes, 'a failing step leaves no native bytes');
 
   opt.dispose();
   ema.dispose();
@@ -112,6 +116,6 @@ t.test('memory() is flat across 100 training steps inside tidy and returns to ba
   const final = memory();
   t.comment(`initial ${fmt(initial)}; with model ${fmt(withModel)}; steady ${fmt(steady)}; final ${fmt(final)}`);
   t.equal(final.tensors, initial.tensors, 'tensors back to the initial baseline');
-  t.equal(final.cpu.live, initial.cpu.live, 'native storages back to the initial baseline');
-  t.equal(final.cpu.bytes, initial.cpu.bytes, 'native bytes back to the initial baseline');
+  t.equal(final[dev].live, initial[dev].live, 'native storages back to the initial baseline');
+  t.equal(final[dev].bytes, initial[dev].bytes, 'native bytes back to the initial baseline');
 });

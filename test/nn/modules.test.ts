@@ -11,6 +11,10 @@ import { Module, ModuleList } from '../../lib/nn/module.js';
 import { Embedding, GroupNorm, LayerNorm, Linear, RMSNorm } from '../../lib/nn/layers.js';
 import { expectClose, expectCloseScaled, EPS32, Rng } from '../harness/compare.js';
 import type { Tensor } from '../../lib/tensor/tensor.js';
+import { getDefaultDevice } from '../../lib/tensor/create.js';
+
+// Counters of the device the suite runs on (cpu, or cuda under DD2_DEFAULT_DEVICE=cuda).
+const dev = getDefaultDevice();
 
 const rng = new Rng(5);
 const before = memory();
@@ -198,19 +202,19 @@ t.test('dispose frees parameters, gradients and buffers', async (t) => {
   });
   const grads = net.parameters().filter((p): p is Tensor & { grad: Tensor } => !!p.grad);
   t.same(grads.length, 5, 'tok, ln and head have gradients');
-  t.ok(memory().cpu.bytes > base.cpu.bytes, 'the model holds memory');
+  t.ok(memory()[dev].bytes > base[dev].bytes, 'the model holds memory');
   net.dispose();
   net.dispose();   // idempotent
   const after = memory();
   t.ok(grads.every((p) => p.grad === null), 'gradients released');
   t.equal(after.tensors, base.tensors, `tensors back to baseline (${after.tensors})`);
-  t.equal(after.cpu.live, base.cpu.live, `native storages back to baseline (${after.cpu.live})`);
-  t.equal(after.cpu.bytes, base.cpu.bytes, `native bytes back to baseline (${after.cpu.bytes})`);
+  t.equal(after[dev].live, base[dev].live, `native storages back to baseline (${after[dev].live})`);
+  t.equal(after[dev].bytes, base[dev].bytes, `native bytes back to baseline (${after[dev].bytes})`);
 });
 
 t.test('no tensors leak', async (t) => {
   const after = memory();
   t.equal(after.tensors, before.tensors, 'live tensors back to baseline');
-  t.equal(after.cpu.bytes, before.cpu.bytes, 'native bytes back to baseline');
-  t.equal(after.cpu.live, before.cpu.live, 'native storages back to baseline');
+  t.equal(after[dev].bytes, before[dev].bytes, 'native bytes back to baseline');
+  t.equal(after[dev].live, before[dev].live, 'native storages back to baseline');
 });
