@@ -153,3 +153,8 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 export function stack(xs: readonly Tensor[], axis = 0): Tensor {
   return concat(xs.map((x) => unsqueeze(x, axis)), axis);
 }
+
+/** The same values with no gradient history (a view sharing storage): gradients stop here. */
+export function detach(x: Tensor): Tensor {
+  return view(x, x.shape, x.strides, x.offset);
+}
