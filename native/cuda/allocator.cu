@@ -1,11 +1,13 @@
 // Caching device allocator. Requests are rounded up to a size class (512 B multiples below 1 MiB,
-// 2 MiB multiples above) and freed blocks wait in a per-class cache for the next request of that
-// class. All work runs on one stream, so a block freed after a launch can be handed to a later launch
+// 2 MiB multiples above) and freed blocks wait in a cache keyed by block size. A request takes the
+// smallest cached block of at least its class and at most twice it (best fit), so a cache filled
+// by varying sizes is reused instead of growing. All work runs on one stream, so a block freed after a launch can be handed to a later launch
 // without synchronising (stream order). On cudaMalloc failure the cache is released and the
 // allocation retried once before an out-of-memory error.
 #include <cuda_runtime.h>
 
 #include <map>
+#include <unordered_map>
 #include <vector>
 
 #include "common/check.h"
@@ -16,7 +18,8 @@ namespace cuda {
 namespace {
 
 struct Cache {
-    std::map<size_t, std::vector<void*>> free_blocks;   // size class -> blocks
+    std::map<size_t, std::vector<void*>> free_blocks;   // block size -> blocks
+    std::unordered_map<void*, size_t> block_size;       // live block -> its size
     size_t cached = 0;                                  // bytes in free_blocks
     size_t live = 0;                                    // bytes handed out (rounded)
 };
@@ -41,12 +44,13 @@ std::string fmt_bytes(size_t b) {
 void* malloc_bytes(size_t bytes) {
     Cache& c = cache();
     const size_t cls = size_class(bytes);
-    auto it = c.free_blocks.find(cls);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
+    for (auto it = c.free_blocks.lower_bound(cls); it != c.free_blocks.end() && it->first <= 2 * cls; ++it) {
+        if (it->second.empty()) continue;
         void* p = it->second.back();
         it->second.pop_back();
-        c.cached -= cls;
-        c.live += cls;
+        c.cached -= it->first;
+        c.live += it->first;
+        c.block_size[p] = it->first;
         return p;
     }
     void* p = nullptr;
@@ -69,15 +73,18 @@ void* malloc_bytes(size_t bytes) {
         throw Error(cat("dd2: CUDA error in cudaMalloc: ", cudaGetErrorString(e)));
     }
     c.live += cls;
+    c.block_size[p] = cls;
     return p;
 }
 
 void free_bytes(void* p, size_t bytes) {
     Cache& c = cache();
-    const size_t cls = size_class(bytes);
-    c.free_blocks[cls].push_back(p);
-    c.cached += cls;
-    c.live -= cls;
+    auto it = c.block_size.find(p);
+    const size_t size = it != c.block_size.end() ? it->second : size_class(bytes);
+    if (it != c.block_size.end()) c.block_size.erase(it);
+    c.free_blocks[size].push_back(p);
+    c.cached += size;
+    c.live -= size;
 }
 
 size_t cached_bytes() { return cache().cached; }

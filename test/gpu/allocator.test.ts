@@ -27,7 +27,10 @@ t.test('10,000 mixed-size allocate/free cycles', { skip }, async (t) => {
   t.equal(m.cuda.bytes, base.cuda.bytes, 'device bytes back to baseline');
   t.equal(m.tensors, base.tensors, 'no live tensors left');
   t.ok(m.cuda.allocs - base.cuda.allocs === 10000, `10,000 allocations counted (${m.cuda.allocs - base.cuda.allocs})`);
-  t.comment(`cached after the cycles: ${(m.cuda.cached / 2 ** 20).toFixed(1)} MiB, peak ${(m.cuda.peak / 2 ** 20).toFixed(1)} MiB`);
+  // Best-fit reuse keeps the cache near the working set: measured 826 MiB cached for a 136 MiB peak with
+  // exact-class reuse only; with best fit (blocks up to 2x the class) it must stay within 3x the peak.
+  const ratio = m.cuda.cached / Math.max(1, m.cuda.peak);
+  t.ok(ratio <= 3, `cached after the cycles ${(m.cuda.cached / 2 ** 20).toFixed(1)} MiB = ${ratio.toFixed(2)} x the peak of live bytes (${(m.cuda.peak / 2 ** 20).toFixed(1)} MiB)`);
   native.cuda_empty_cache();
   t.equal(memory().cuda.cached, 0, 'cuda_empty_cache releases the cache');
 });
