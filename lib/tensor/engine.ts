@@ -7,16 +7,24 @@ import type { Tensor } from './tensor.js';
 interface Scope { tensors: Set<Tensor> }
 
 const scopes: Scope[] = [];
-const live = new Set<Tensor>();
+// Live tensors: a count, plus weak references so that (with DD2_DEBUG_MEMORY) a tensor nobody
+// disposed can still be garbage-collected and reported by tensor.ts's FinalizationRegistry.
+let liveCount = 0;
+const live = new Map<Tensor, WeakRef<Tensor>>();
+const weakLive = new Set<WeakRef<Tensor>>();
+const debugMemory = !!process.env.DD2_DEBUG_MEMORY && process.env.DD2_DEBUG_MEMORY !== '0';
 let gradEnabled = true;
 
 /** Registers a new tensor with the innermost scope. */
 export function track(t: Tensor): void {
-  live.add(t);
+  liveCount++;
+  if (debugMemory) weakLive.add(new WeakRef(t));
+  else live.set(t, undefined as unknown as WeakRef<Tensor>);
   if (scopes.length) scopes[scopes.length - 1].tensors.add(t);
 }
 
 export function untrack(t: Tensor): void {
+  liveCount--;
   live.delete(t);
   for (let i = scopes.length - 1; i >= 0; i--) if (scopes[i].tensors.delete(t)) break;
 }
@@ -93,10 +101,22 @@ export interface Memory {
 
 export function memory(): Memory {
   const m = native.memory_stats();
-  return { tensors: live.size, cpu: m.cpu, cuda: m.cuda };
+  return { tensors: liveCount, cpu: m.cpu, cuda: m.cuda };
 }
 
 /** Live tensors (for leak reports): shape, dtype and name of each. */
 export function liveTensors(): Tensor[] {
-  return [...live];
+  if (!debugMemory) return [...live.keys()];
+  const out: Tensor[] = [];
+  for (const r of weakLive) {
+    const t = r.deref();
+    if (!t || t.disposed) weakLive.delete(r);
+    else out.push(t);
+  }
+  return out;
+}
+
+/** Counts a tensor that was garbage-collected without dispose() (DD2_DEBUG_MEMORY) as released. */
+export function collectedWithoutDispose(): void {
+  liveCount--;
 }

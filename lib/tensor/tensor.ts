@@ -4,7 +4,7 @@ import { native } from './native.js';
 import { Storage } from './storage.js';
 import { BYTES_PER_ELEMENT, type DType, type Device } from './dtype.js';
 import { contiguousStrides, fmtShape, sizeOf, type Shape } from './shape.js';
-import { setTensorCheck, track, untrack } from './engine.js';
+import { collectedWithoutDispose, setTensorCheck, track, untrack } from './engine.js';
 
 /** A recorded operation: the inputs it differentiates with respect to and its backward rule. */
 export interface GradNode {
@@ -13,6 +13,17 @@ export interface GradNode {
   /** dy -> one gradient (or null) per input, in input order */
   backward: (dy: Tensor) => (Tensor | null)[];
 }
+
+// DD2_DEBUG_MEMORY=1: every tensor is watched by a FinalizationRegistry; one that is garbage-collected
+// without dispose() is reported with the stack that created it, and its storage reference released.
+const debugMemory = !!process.env.DD2_DEBUG_MEMORY && process.env.DD2_DEBUG_MEMORY !== '0';
+const leakWatch = debugMemory
+  ? new FinalizationRegistry<{ stack: string; storage: Storage; desc: string }>((h) => {
+    process.stderr.write(`dd2: leaked tensor ${h.desc} was garbage-collected without dispose(); created at\n${h.stack}\n`);
+    h.storage.release();
+    collectedWithoutDispose();
+  })
+  : null;
 
 export class Tensor {
   readonly shape: readonly number[];
@@ -33,6 +44,10 @@ export class Tensor {
     this.size = sizeOf(shape);
     storage.retain();
     track(this);
+    if (leakWatch) {
+      const stack = (new Error().stack ?? '').split('\n').slice(2, 8).join('\n');
+      leakWatch.register(this, { stack, storage, desc: this.describe() }, this);
+    }
   }
 
   get device(): Device { return this.storage.device; }
@@ -73,6 +88,7 @@ export class Tensor {
   dispose(): void {
     if (this._disposed) return;
     this._disposed = true;
+    leakWatch?.unregister(this);
     untrack(this);
     this.storage.release();
     this.node = null;
