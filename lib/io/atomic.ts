@@ -41,7 +41,12 @@ export function fsyncDir(dir: string): void {
 export function writeFileAtomic(path: string, data: Uint8Array | string | readonly Uint8Array[]): void {
   const chunks = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
   const tmp = tempPathFor(path);
-  const fd = openSync(tmp, 'wx', 0o644);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'wx', 0o644);
+  } catch (e) {
+    throw new Error(`dd2: cannot write ${path}: ${(e as Error).message}`);
+  }
   try {
     for (const c of chunks) writeAll(fd, c);
     fsyncSync(fd);

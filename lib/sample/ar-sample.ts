@@ -25,6 +25,8 @@ export interface SampleOptions {
   cached?: boolean;
   /** called after each token position with (position, N) */
   onStep?: (pos: number, total: number) => void;
+  /** called with the raw logits (R, V) of each position, R = 2B with guidance (cond rows, then null rows) */
+  onLogits?: (pos: number, raw: Float32Array) => void;
 }
 
 /**
@@ -128,21 +130,22 @@ export function sampleTokens(model: GPT, labels: Int32Array, gen: Generator, o: 
   model.eval();
   const cached = o.cached ?? true;
   const cache = cached ? model.createCache(R) : null;
+  const lab = tensor(rowLabels, [R]);
   try {
     noGrad(() => {
-      const lab = tensor(rowLabels, [R]);
       for (let pos = 0; pos < N; pos++) {
         const next = tidy(() => {
           const raw = cache ? cachedLogits(model, cache, lab, tokens, R, pos) : uncachedLogits(model, lab, tokens, R, pos);
+          o.onLogits?.(pos, raw);
           const w = softmaxWeights(processLogits(raw, B, V, o), B, V);
           return gen.categorical(tensor(w, [B, V])).toInt32Array();
         });
         for (let r = 0; r < R; r++) tokens[r * N + pos] = next[r % B];
         o.onStep?.(pos, N);
       }
-      lab.dispose();
     });
   } finally {
+    lab.dispose();
     cache?.dispose();
     model.train(wasTraining);
   }

@@ -2,7 +2,7 @@
 // arrays; the .npy header text and 64-byte alignment; the zip structure walked by hand (local headers,
 // central directory, end record, CRC-32 against a table implementation); corruption errors; and, when
 // python3 has numpy, the interop check of test/io/check_npz.py in both directions.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +22,7 @@ function expected(): Record<string, NpyInput> {
   };
 }
 
-function sameArrays(t: Tap.Test, got: ReturnType<typeof readNpz>, want: Record<string, NpyInput>, what: string): void {
+function sameArrays(t: Test, got: ReturnType<typeof readNpz>, want: Record<string, NpyInput>, what: string): void {
   for (const [k, w] of Object.entries(want)) {
     const g = got[k];
     t.ok(g, `${what}: '${k}' present`);
