@@ -3,6 +3,10 @@
 import { Command, CommanderError } from 'commander';
 import { packageVersion, versionReport } from './version.js';
 import { makePendingCommand } from './commands/pending.js';
+import { makeTrainTokenizerCommand } from './commands/train-tokenizer.js';
+import { makeTrainArCommand } from './commands/train-ar.js';
+import { makeEncodeCommand } from './commands/encode.js';
+import { makeSampleCommand } from './commands/sample.js';
 
 export function makeProgram(): Command {
   const program = new Command('dd2')
@@ -15,9 +19,14 @@ export function makeProgram(): Command {
     process.stdout.write(versionReport() + '\n');
     process.exit(0);
   });
-  program.addCommand(makePendingCommand('train', 'train a VQ tokenizer or an AR teacher on a dataset (dd2 train tokenizer|ar)'));
+  const train = new Command('train')
+    .description('train a VQ tokenizer or an AR teacher on a dataset (dd2 train tokenizer|ar)')
+    .addCommand(makeTrainTokenizerCommand())
+    .addCommand(makeTrainArCommand());
+  program.addCommand(train);
+  program.addCommand(makeEncodeCommand());
   program.addCommand(makePendingCommand('distill', 'distill an AR teacher into a one-step generator with DD2 (adapt, GTS, CSD stages)'));
-  program.addCommand(makePendingCommand('sample', 'sample images from a teacher or a distilled generator to PNG grids and .npz'));
+  program.addCommand(makeSampleCommand());
   program.addCommand(makePendingCommand('eval', 'evaluate samples: FID, IS, precision/recall, class accuracy, PPL and speed'));
   return program;
 }

@@ -62,31 +62,33 @@ export class ResnetBlock extends Module {
   }
 }
 
-/** Halves H and W with a 3x3 stride-2 conv, padding 1 (28 -> 14 -> 7). */
+/** Halves H and W with a 3x3 stride-2 conv, padding 1 (28 -> 14 -> 7); may change the width (LlamaGen keeps
+ *  it and widens in the next ResNet block, which here would cost a 1x1 shortcut conv). */
 export class Downsample extends Module {
   readonly conv: Conv2d;
 
-  constructor(channels: number, gen: Generator) {
+  constructor(cin: number, cout: number, gen: Generator) {
     super();
-    this.conv = this.registerModule('conv', new Conv2d(channels, channels, 3, gen, 2, 1));
+    this.conv = this.registerModule('conv', new Conv2d(cin, cout, 3, gen, 2, 1));
   }
 
-  /** x (N, C, H, W) -> (N, C, ceil(H/2), ceil(W/2)) */
+  /** x (N, Cin, H, W) -> (N, Cout, ceil(H/2), ceil(W/2)) */
   forward(x: Tensor): Tensor {
     return this.conv.forward(x);
   }
 }
 
-/** Doubles H and W: nearest-neighbour upsampling then a 3x3 conv. */
+/** Doubles H and W: nearest-neighbour upsampling then a 3x3 conv, which may narrow the width (LlamaGen keeps
+ *  it; narrowing here makes the conv at the higher resolution cheaper). */
 export class Upsample extends Module {
   readonly conv: Conv2d;
 
-  constructor(channels: number, gen: Generator) {
+  constructor(cin: number, cout: number, gen: Generator) {
     super();
-    this.conv = this.registerModule('conv', new Conv2d(channels, channels, 3, gen, 1, 1));
+    this.conv = this.registerModule('conv', new Conv2d(cin, cout, 3, gen, 1, 1));
   }
 
-  /** x (N, C, H, W) -> (N, C, 2H, 2W) */
+  /** x (N, Cin, H, W) -> (N, Cout, 2H, 2W) */
   forward(x: Tensor): Tensor {
     return this.conv.forward(upsampleNearest(x, 2));
   }

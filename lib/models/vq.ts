@@ -5,7 +5,7 @@
 // h/w token grid (H/downsample), D code dimension, K codebook size, N = B·h·w latent vectors.
 import { Tensor } from '../tensor/tensor.js';
 import { Generator } from '../tensor/random.js';
-import { noGrad } from '../tensor/engine.js';
+import { noGrad, tidy } from '../tensor/engine.js';
 import { native } from '../tensor/native.js';
 import { add, addScalar, clamp, log, mul, mulScalar, rsqrt, silu, square, sub } from '../tensor/ops/elementwise.js';
 import { argmax, sum } from '../tensor/ops/reduce.js';
@@ -29,8 +29,8 @@ export interface VQConfig {
   channels: number;
   /** one entry per resolution level: log2(downsample) + 1 entries */
   channelMult: number[];
-  /** ResNet blocks per level (the decoder mirrors the encoder) */
-  resBlocks: number;
+  /** ResNet blocks per level, full resolution first (the decoder mirrors the encoder) */
+  resBlocks: number[];
   /** width of the encoder output / decoder input before the 1x1 convs to and from the code dimension */
   zChannels: number;
   /** K, number of codes */
@@ -48,14 +48,22 @@ export interface VQConfig {
 
 /** Defaults for 28x28 grayscale (MNIST): 7x7 tokens, 512 codes of dimension 8; see lib/train/tokenizer.ts. */
 export const defaultVQConfig: VQConfig = {
-  imageSize: 28, imageChannels: 1, downsample: 4, channels: 32, channelMult: [1, 2, 2], resBlocks: 1,
+  imageSize: 28, imageChannels: 1, downsample: 4, channels: 16, channelMult: [1, 2, 4], resBlocks: [0, 1, 1],
   zChannels: 64, codebookSize: 512, codeDim: 8, groups: 8, beta: 0.25, entropyWeight: 0, entropyTemperature: 0.01,
 };
+
+/** Level widths and blocks for a downsampling factor 2^L: channelMult [1, 2, 4, 4, ...] and one ResNet block per
+ *  level below full resolution, none at full resolution (where convolutions cost the most). */
+export function levelsFor(downsample: number): Pick<VQConfig, 'channelMult' | 'resBlocks'> {
+  const L = Math.log2(downsample);
+  if (!Number.isInteger(L) || L < 0) throw new RangeError(`dd2: levelsFor: downsample must be a power of two, got ${downsample}`);
+  return { channelMult: Array.from({ length: L + 1 }, (_, i) => 2 ** Math.min(i, 2)), resBlocks: Array.from({ length: L + 1 }, (_, i) => (i ? 1 : 0)) };
+}
 
 export function validateVQConfig(cfg: VQConfig): void {
   const bad = (msg: string): never => { throw new RangeError(`dd2: VQConfig: ${msg} (config ${JSON.stringify(cfg)})`); };
   const posInt = (v: number, name: string): void => { if (!Number.isInteger(v) || v < 1) bad(`${name} must be a positive integer, got ${v}`); };
-  for (const k of ['imageSize', 'imageChannels', 'downsample', 'channels', 'resBlocks', 'zChannels', 'codebookSize',
+  for (const k of ['imageSize', 'imageChannels', 'downsample', 'channels', 'zChannels', 'codebookSize',
     'codeDim', 'groups'] as const) posInt(cfg[k], k);
   const levels = Math.log2(cfg.downsample);
   if (!Number.isInteger(levels)) bad(`downsample must be a power of two, got ${cfg.downsample}`);
@@ -64,6 +72,10 @@ export function validateVQConfig(cfg: VQConfig): void {
     bad(`channelMult needs log2(downsample) + 1 = ${levels + 1} entries, got ${JSON.stringify(cfg.channelMult)}`);
   }
   cfg.channelMult.forEach((m, i) => posInt(m, `channelMult[${i}]`));
+  if (!Array.isArray(cfg.resBlocks) || cfg.resBlocks.length !== levels + 1 ||
+      !cfg.resBlocks.every((r) => Number.isInteger(r) && r >= 0)) {
+    bad(`resBlocks needs ${levels + 1} non-negative integers (one per level), got ${JSON.stringify(cfg.resBlocks)}`);
+  }
   if (!(cfg.beta >= 0) || !(cfg.entropyWeight >= 0) || !(cfg.entropyTemperature > 0)) {
     bad('beta and entropyWeight must be >= 0 and entropyTemperature > 0');
   }
@@ -82,24 +94,19 @@ export function l2Normalize(x: Tensor): Tensor {
 
 /** Index of the most similar code for each row: zn (N, D), en (K, D) unit rows -> int32 (N). No gradient. */
 export function nearestCode(zn: Tensor, en: Tensor): Tensor {
-  return noGrad(() => {
-    const scores = matmul(detach(zn), detach(en), { transB: true });   // (N, K) cosine similarities
-    const idx = argmax(scores, -1);
-    scores.dispose();
-    return idx;
-  });
+  return noGrad(() => tidy(() => argmax(matmul(detach(zn), detach(en), { transB: true }), -1)));   // argmax of (N, K) cosines
 }
 
-/** One resolution level: ResNet blocks, then a down- (encoder) or up-sampling (decoder) step or none. */
+/** One resolution level: ResNet blocks at width `width`, then a down- (encoder) or up-sampling (decoder) step
+ *  to width `next`, or nothing at the innermost / outermost level. */
 class Level extends Module {
   readonly res: ModuleList<ResnetBlock>;
   readonly resample: Downsample | Upsample | null;
-  constructor(widths: [number, number][], resample: 'down' | 'up' | null, groups: number, gen: Generator) {
+  constructor(width: number, blocks: number, resample: 'down' | 'up' | null, next: number, groups: number, gen: Generator) {
     super();
-    this.res = this.registerModule('res', new ModuleList(widths.map(([a, b]) => new ResnetBlock(a, b, groups, gen))));
-    const out = widths[widths.length - 1][1];
-    this.resample = resample === 'down' ? this.registerModule('downsample', new Downsample(out, gen))
-      : resample === 'up' ? this.registerModule('upsample', new Upsample(out, gen)) : null;
+    this.res = this.registerModule('res', new ModuleList(Array.from({ length: blocks }, () => new ResnetBlock(width, width, groups, gen))));
+    this.resample = resample === 'down' ? this.registerModule('downsample', new Downsample(width, next, gen))
+      : resample === 'up' ? this.registerModule('upsample', new Upsample(width, next, gen)) : null;
   }
 
   forward(x: Tensor): Tensor {
@@ -109,44 +116,43 @@ class Level extends Module {
   }
 }
 
-/** conv_in -> levels -> mid block -> GroupNorm, SiLU, conv_out (encoder and decoder share the shape). */
+/**
+ * Encoder: conv_in -> levels 0..L-1 (full resolution first) -> mid block -> GroupNorm, SiLU, conv_out.
+ * Decoder: conv_in -> mid block -> levels L-1..0 -> GroupNorm, SiLU, conv_out. Level i has width
+ * channels · channelMult[i]; resampling convs move between the widths of neighbouring levels.
+ */
 class ConvStack extends Module {
   readonly convIn: Conv2d;
-  readonly levels: ModuleList<Level>;
   readonly mid!: ResnetBlock;
+  readonly levels: ModuleList<Level>;
   readonly normOut: GroupNorm;
   readonly convOut: Conv2d;
+  private readonly isEncoder: boolean;
+
   constructor(cfg: VQConfig, kind: 'encoder' | 'decoder', gen: Generator) {
     super();
+    this.isEncoder = kind === 'encoder';
     const w = cfg.channelMult.map((m) => m * cfg.channels);
-    const nLev = w.length, last = w[nLev - 1], g = cfg.groups;
-    const cin = kind === 'encoder' ? cfg.imageChannels : cfg.zChannels;
-    const cout = kind === 'encoder' ? cfg.zChannels : cfg.imageChannels;
-    const first = kind === 'encoder' ? w[0] : last;
+    const L = w.length, g = cfg.groups;
+    const [cin, first, last, cout] = this.isEncoder ? [cfg.imageChannels, w[0], w[L - 1], cfg.zChannels]
+      : [cfg.zChannels, w[L - 1], w[0], cfg.imageChannels];
     this.convIn = this.registerModule('conv_in', new Conv2d(cin, first, 3, gen, 1, 1));
-    const levels: Level[] = [];
-    let cur = first;
-    if (kind === 'decoder') this.mid = this.registerModule('mid', new ResnetBlock(last, last, g, gen));
-    for (let j = 0; j < nLev; j++) {
-      const i = kind === 'encoder' ? j : nLev - 1 - j;      // the decoder walks the levels backwards
-      const widths: [number, number][] = [];
-      for (let r = 0; r < cfg.resBlocks; r++) { widths.push([cur, w[i]]); cur = w[i]; }
-      const resample = kind === 'encoder' ? (i < nLev - 1 ? 'down' : null) : (i > 0 ? 'up' : null);
-      levels.push(new Level(widths, resample, g, gen));
-    }
+    const mid = (): ResnetBlock => this.registerModule('mid', new ResnetBlock(w[L - 1], w[L - 1], g, gen));
+    if (!this.isEncoder) this.mid = mid();                       // registration order = LlamaGen's order
+    const levels = this.isEncoder
+      ? w.map((wi, i) => new Level(wi, cfg.resBlocks[i], i < L - 1 ? 'down' : null, w[i + 1], g, gen))
+      : w.map((_, j) => L - 1 - j).map((i) => new Level(w[i], cfg.resBlocks[i], i > 0 ? 'up' : null, w[i - 1], g, gen));
     this.levels = this.registerModule('conv_blocks', new ModuleList(levels));
-    if (kind === 'encoder') this.mid = this.registerModule('mid', new ResnetBlock(last, last, g, gen));
-    this.normOut = this.registerModule('norm_out', new GroupNorm(groupsFor(cur, g), cur));
-    this.convOut = this.registerModule('conv_out', new Conv2d(cur, cout, 3, gen, 1, 1));
-    this.kind = kind;
+    if (this.isEncoder) this.mid = mid();
+    this.normOut = this.registerModule('norm_out', new GroupNorm(groupsFor(last, g), last));
+    this.convOut = this.registerModule('conv_out', new Conv2d(last, cout, 3, gen, 1, 1));
   }
-  private readonly kind: 'encoder' | 'decoder';
 
   forward(x: Tensor): Tensor {
     let h = this.convIn.forward(x);
-    if (this.kind === 'decoder') h = this.mid.forward(h);
+    if (!this.isEncoder) h = this.mid.forward(h);
     for (const lev of this.levels) h = lev.forward(h);
-    if (this.kind === 'encoder') h = this.mid.forward(h);
+    if (this.isEncoder) h = this.mid.forward(h);
     return this.convOut.forward(silu(this.normOut.forward(h)));
   }
 }
@@ -179,17 +185,14 @@ export class VQModel extends Module {
   constructor(cfg: VQConfig, seed = 0) {
     super();
     validateVQConfig(cfg);
-    this.cfg = { ...cfg, channelMult: [...cfg.channelMult] };
+    this.cfg = { ...cfg, channelMult: [...cfg.channelMult], resBlocks: [...cfg.resBlocks] };
     const gen = new Generator(seed);
     this.encoder = this.registerModule('encoder', new ConvStack(cfg, 'encoder', gen));
     this.quantConv = this.registerModule('quant_conv', new Conv2d(cfg.zChannels, cfg.codeDim, 1, gen));
     const quantize = this.registerModule('quantize', new Module());
     this.codebook = quantize.registerModule('embedding', new Embedding(cfg.codebookSize, cfg.codeDim, { std: 1, gen }));
-    noGrad(() => {
-      const unit = l2Normalize(this.codebook.weight);
-      this.setCodes(Array.from({ length: cfg.codebookSize }, (_, k) => k), unit.toFloat32Array());
-      unit.dispose();
-    });
+    const unit = noGrad(() => tidy(() => l2Normalize(this.codebook.weight).toFloat32Array()));
+    this.setCodes(Array.from({ length: cfg.codebookSize }, (_, k) => k), unit);
     this.postQuantConv = this.registerModule('post_quant_conv', new Conv2d(cfg.codeDim, cfg.zChannels, 1, gen));
     this.decoder = this.registerModule('decoder', new ConvStack(cfg, 'decoder', gen));
   }

@@ -13,7 +13,7 @@ import { mulScalar } from '../tensor/ops/elementwise.js';
 import { crossEntropy } from '../tensor/ops/softmax.js';
 import { AdamW, clipGradNorm, cosineSchedule, EMA } from '../nn/optim.js';
 import { readSafetensors } from '../io/safetensors.js';
-import { loadModelFile, restoreTrainingState, saveModel, type RunDir } from '../io/checkpoint.js';
+import { loadModelFile, restoreTrainingState, saveModel, type CheckpointMeta, type RunDir } from '../io/checkpoint.js';
 import { Progress } from '../io/progress.js';
 import { Batcher, type BatcherState } from '../data/dataset.js';
 import { GPT, gptConfig, type GPTConfig } from '../models/gpt.js';
@@ -169,117 +169,154 @@ function optimizerFor(model: GPT, o: TrainArOptions): AdamW {
 
 interface Saved { rng?: GeneratorState; batcher?: BatcherState; extra?: { trainLoss?: number } }
 
+/** The train rows, the test rows (a test cache, else the last 10% of the train rows) and the train cache. */
+function loadSplits(o: TrainArOptions): { all: TokenCache; train: TokenCache; test: TokenCache } {
+  const all = readTokenCache(o.tokens);
+  const testPath = o.testTokens ?? defaultTestTokens(o.tokens);
+  let train = all, test: TokenCache;
+  if (testPath) test = readTokenCache(testPath);
+  else {
+    const cut = all.n - Math.max(1, Math.floor(all.n / 10));
+    train = sliceCache(all, 0, cut, 'train');
+    test = sliceCache(all, cut, all.n, 'held-out');
+  }
+  if (test.seqLen !== all.seqLen || test.codebookSize !== all.codebookSize || test.numClasses !== all.numClasses) {
+    throw new Error(`dd2: train ar: test cache ${test.path} (${test.seqLen} tokens, K ${test.codebookSize}, ${test.numClasses} classes) ` +
+      `does not match ${all.path} (${all.seqLen}, K ${all.codebookSize}, ${all.numClasses})`);
+  }
+  return { all, train, test };
+}
+
+/** Model, optimiser, EMA and the counters a checkpoint holds. */
+class Session {
+  readonly model: GPT;
+  readonly opt: AdamW;
+  readonly ema: EMA;
+  readonly lr: (step: number) => number;
+  batcher: Batcher;
+  rng: Generator;
+  step = 0;
+  trainLoss = NaN;
+
+  constructor(readonly cfg: GPTConfig, readonly o: TrainArOptions, readonly train: TokenCache, readonly meta: CheckpointMeta) {
+    this.rng = new Generator(o.seed);                 // initialises the model, then drives class dropout
+    this.model = new GPT(cfg, this.rng);
+    this.opt = optimizerFor(this.model, o);
+    this.ema = new EMA(this.model, o.emaDecay);
+    this.lr = cosineSchedule({ warmup: Math.min(o.warmup, o.steps), total: o.steps, base: o.lr, min: Math.min(o.minLr, o.lr) });
+    this.batcher = new Batcher(train.n, o.batchSize, { seed: o.seed, shuffle: true, dropLast: train.n >= o.batchSize });
+  }
+
+  /** Continues from the run's checkpoint, if any; returns whether there was one. */
+  restore(run: RunDir): boolean {
+    const prev = run.loadTrainingState('ar');
+    if (!prev) return false;
+    restoreTrainingState(prev, { module: this.model, optimizer: this.opt, ema: this.ema });
+    const s = prev as unknown as Saved;
+    this.step = prev.step;
+    if (s.rng) this.rng = Generator.fromState(s.rng);
+    if (s.batcher) this.batcher = Batcher.fromState(this.train.n, this.o.batchSize, s.batcher, { shuffle: true, dropLast: this.batcher.dropLast });
+    this.trainLoss = s.extra?.trainLoss ?? NaN;
+    return true;
+  }
+
+  save(run: RunDir): void {
+    run.saveTrainingState('ar', { module: this.model, optimizer: this.opt, ema: this.ema, step: this.step, rng: this.rng.state(),
+      batcher: this.batcher.state(), meta: { ...this.meta, step: this.step }, extra: { trainLoss: this.trainLoss } });
+  }
+
+  /** One optimiser step over `accum` micro-batches; returns the mean loss and the gradient norm before clipping. */
+  trainStep(): { loss: number; gradNorm: number } {
+    const { o, model, train } = this;
+    this.opt.setLr(this.lr(this.step));
+    let loss = 0;
+    for (let a = 0; a < o.accum; a++) {
+      const { toks, labs } = batchOf(train, this.batcher.next());
+      loss += tidy(() => {
+        const t = tensor(toks, [labs.length, train.seqLen]);
+        const l = crossEntropy(model.logitsForImages(tensor(labs, [labs.length]), t, this.rng), t);
+        backward(o.accum > 1 ? mulScalar(l, 1 / o.accum) : l);
+        return l.item();
+      }) / o.accum;
+    }
+    const gradNorm = clipGradNorm(model.parameters(), o.clip);
+    this.opt.step();
+    this.opt.zeroGrad();
+    this.ema.update(Math.min(o.emaDecay, (1 + this.ema.updates) / (10 + this.ema.updates)));
+    this.step++;
+    this.trainLoss = loss;
+    return { loss, gradNorm };
+  }
+
+  dispose(): void {
+    this.opt.dispose();
+    this.ema.dispose();
+    this.model.dispose();
+  }
+}
+
+/** Test NLL with the live and the EMA weights; saves the better as gpt.safetensors. */
+function finish(run: RunDir, s: Session, d: ReturnType<typeof loadSplits>, t0: number): TrainArResult {
+  const { model, ema, o } = s;
+  const testNllLive = evaluateNLL(model, d.test, o.evalBatch);
+  ema.swap(model);
+  const testNllEma = evaluateNLL(model, d.test, o.evalBatch);
+  const weights = testNllEma <= testNllLive ? 'ema' : 'live';
+  if (weights === 'live') ema.swap(model);
+  const modelPath = run.path('gpt.safetensors');
+  saveModel(modelPath, model, { ...s.meta, step: s.step, options: { ...o, weights } });
+  if (weights === 'ema') ema.swap(model);
+  const testNll = Math.min(testNllEma, testNllLive);
+  const base = unigramBaseline(d.train, d.test);
+  const dims = imageDims(d.all.tokenizer);
+  return {
+    finished: true, runDir: run.dir, modelPath, step: s.step, seconds: (performance.now() - t0) / 1000, params: model.numParameters(),
+    config: s.cfg, trainLoss: s.trainLoss, testNll, testNllLive, testNllEma, weights, bitsPerToken: testNll / Math.LN2,
+    bitsPerDim: dims ? (testNll * d.all.seqLen) / Math.LN2 / dims : null, unigramEntropy: base.trainEntropy,
+    unigramTestCrossEntropy: base.testCrossEntropy, tokenizer: d.all.tokenizer,
+  };
+}
+
 /**
- * Trains (or, when `run` holds a checkpoint, resumes) a GPT on the token cache. Options are stored in the
- * run folder's run.json by the caller; resuming uses them, so an interrupted run continues bit for bit.
+ * Trains (or, when `run` holds a checkpoint, resumes) a GPT on the token cache. The caller stores the options
+ * in the run folder's run.json and passes them again on resume, so an interrupted run continues bit for bit.
  */
 export function trainAR(run: RunDir, o: TrainArOptions, hooks: TrainArHooks = {}): TrainArResult {
   const t0 = performance.now();
-  const train = readTokenCache(o.tokens);
-  const testPath = o.testTokens ?? defaultTestTokens(o.tokens);
-  let test: TokenCache;
-  let trainSet = train;
-  if (testPath) test = readTokenCache(testPath);
-  else {
-    // No test cache: hold out the last 10% of the training rows (logged).
-    const cut = train.n - Math.max(1, Math.floor(train.n / 10));
-    trainSet = sliceCache(train, 0, cut, 'train'); test = sliceCache(train, cut, train.n, 'held-out');
-  }
-  if (test.seqLen !== train.seqLen || test.codebookSize !== train.codebookSize) {
-    throw new Error(`dd2: train ar: test cache ${test.path} (${test.seqLen} tokens, K ${test.codebookSize}) does not match ` +
-      `${train.path} (${train.seqLen}, K ${train.codebookSize})`);
-  }
-  const cfg = gptConfig(o.size, { vocabSize: train.codebookSize, numClasses: train.numClasses, gridH: train.grid[0],
-    gridW: train.grid[1] }, o.model);
-  const gen = new Generator(o.seed);
-  const model = new GPT(cfg, gen);
-  const opt = optimizerFor(model, o);
-  const ema = new EMA(model, o.emaDecay);
-  const lr = cosineSchedule({ warmup: Math.min(o.warmup, o.steps), total: o.steps, base: o.lr, min: Math.min(o.minLr, o.lr) });
-  let batcher = new Batcher(trainSet.n, o.batchSize, { seed: o.seed, shuffle: true, dropLast: trainSet.n >= o.batchSize });
-  let step = 0, rng = gen, trainLoss = NaN;
-  const meta = { kind: 'gpt', config: cfg, step: 0, options: o, tokenizer: train.tokenizer };
-  const prev = run.loadTrainingState('ar');
-  if (prev) {
-    restoreTrainingState(prev, { module: model, optimizer: opt, ema });
-    const s = prev as unknown as Saved;
-    step = prev.step;
-    if (s.rng) rng = Generator.fromState(s.rng);
-    if (s.batcher) batcher = Batcher.fromState(trainSet.n, o.batchSize, s.batcher, { shuffle: true, dropLast: batcher.dropLast });
-    trainLoss = s.extra?.trainLoss ?? NaN;
-    run.log({ event: 'resume', step });
-  } else {
-    run.log({ event: 'start', params: model.numParameters(), config: cfg, train: trainSet.n, test: test.n, testFrom: test.path });
-  }
-  const save = (): void => {
-    run.saveTrainingState('ar', { module: model, optimizer: opt, ema, step, rng: rng.state(), batcher: batcher.state(),
-      meta: { ...meta, step }, extra: { trainLoss } });
-  };
-  const evalSet = test.n > o.evalLimit ? sliceCache(test, 0, o.evalLimit, test.split ?? 'test') : test;
-  const progress = new Progress(o.steps, 'train ar', { json: hooks.json, stream: hooks.progressStream });
-  progress.tick(step);
-  const stopAt = Math.min(o.steps, hooks.stopAfter ?? o.steps);
-  let recent: number[] = [];
-  const params = model.parameters();
+  const d = loadSplits(o);
+  const cfg = gptConfig(o.size, { vocabSize: d.all.codebookSize, numClasses: d.all.numClasses, gridH: d.all.grid[0],
+    gridW: d.all.grid[1] }, o.model);
+  const s = new Session(cfg, o, d.train, { kind: 'gpt', config: cfg, step: 0, options: o, tokenizer: d.all.tokenizer });
   try {
-    while (step < stopAt) {
-      opt.setLr(lr(step));
-      let loss = 0;
-      for (let a = 0; a < o.accum; a++) {
-        const { toks, labs } = batchOf(trainSet, batcher.next());
-        loss += tidy(() => {
-          const t = tensor(toks, [labs.length, trainSet.seqLen]);
-          const l = crossEntropy(model.logitsForImages(tensor(labs, [labs.length]), t, rng), t);
-          backward(o.accum > 1 ? mulScalar(l, 1 / o.accum) : l);
-          return l.item();
-        }) / o.accum;
-      }
-      const gradNorm = clipGradNorm(params, o.clip);
-      opt.step();
-      opt.zeroGrad();
-      ema.update(Math.min(o.emaDecay, (1 + ema.updates) / (10 + ema.updates)));
-      step++;
+    if (s.restore(run)) run.log({ event: 'resume', step: s.step });
+    else run.log({ event: 'start', params: s.model.numParameters(), config: cfg, train: d.train.n, test: d.test.n, testFrom: d.test.path });
+    const evalSet = d.test.n > o.evalLimit ? sliceCache(d.test, 0, o.evalLimit, d.test.split ?? 'test') : d.test;
+    const progress = new Progress(o.steps, 'train ar', { json: hooks.json, stream: hooks.progressStream });
+    progress.tick(s.step);
+    const stopAt = Math.min(o.steps, hooks.stopAfter ?? o.steps);
+    let recent: number[] = [];
+    while (s.step < stopAt) {
+      const lr = s.lr(s.step);
+      const { loss, gradNorm } = s.trainStep();
       recent.push(loss);
-      trainLoss = loss;
-      progress.tick(1, { loss, lr: lr(step - 1) });
-      if (step % o.logEvery === 0 || step === stopAt) {
-        const mean = recent.reduce((s, v) => s + v, 0) / recent.length;
-        run.log({ step, loss: mean, lr: lr(step - 1), gradNorm, seconds: (performance.now() - t0) / 1000 });
+      progress.tick(1, { loss, lr });
+      if (s.step % o.logEvery === 0 || s.step === stopAt) {
+        run.log({ step: s.step, loss: recent.reduce((a, v) => a + v, 0) / recent.length, lr, gradNorm, seconds: (performance.now() - t0) / 1000 });
         recent = [];
       }
-      if (o.evalEvery > 0 && step % o.evalEvery === 0 && step < o.steps) {
-        run.log({ step, testNll: evaluateNLL(model, evalSet, o.evalBatch) });
-      }
-      if (step % o.ckptEvery === 0 || step === stopAt) save();
+      if (o.evalEvery > 0 && s.step % o.evalEvery === 0 && s.step < o.steps) run.log({ step: s.step, testNll: evaluateNLL(s.model, evalSet, o.evalBatch) });
+      if (s.step % o.ckptEvery === 0 || s.step === stopAt) s.save(run);
     }
-    progress.done({ loss: trainLoss });
-    if (step < o.steps) {
-      return { finished: false, runDir: run.dir, modelPath: '', step, seconds: (performance.now() - t0) / 1000,
-        params: model.numParameters(), config: cfg, trainLoss, testNll: NaN, testNllLive: NaN, testNllEma: NaN, weights: 'live',
-        bitsPerToken: NaN, bitsPerDim: null, unigramEntropy: NaN, unigramTestCrossEntropy: NaN, tokenizer: train.tokenizer };
+    progress.done({ loss: s.trainLoss });
+    if (s.step < o.steps) {
+      return { finished: false, runDir: run.dir, modelPath: '', step: s.step, seconds: (performance.now() - t0) / 1000,
+        params: s.model.numParameters(), config: cfg, trainLoss: s.trainLoss, testNll: NaN, testNllLive: NaN, testNllEma: NaN,
+        weights: 'live', bitsPerToken: NaN, bitsPerDim: null, unigramEntropy: NaN, unigramTestCrossEntropy: NaN, tokenizer: d.all.tokenizer };
     }
-    const testNllLive = evaluateNLL(model, test, o.evalBatch);
-    ema.swap(model);
-    const testNllEma = evaluateNLL(model, test, o.evalBatch);
-    const weights = testNllEma <= testNllLive ? 'ema' : 'live';
-    if (weights === 'live') ema.swap(model);
-    const testNll = Math.min(testNllEma, testNllLive);
-    const base = unigramBaseline(trainSet, test);
-    const dims = imageDims(train.tokenizer);
-    const modelPath = run.path('gpt.safetensors');
-    saveModel(modelPath, model, { ...meta, step, options: { ...o, weights } });
-    if (weights === 'ema') ema.swap(model);
-    const result: TrainArResult = {
-      finished: true, runDir: run.dir, modelPath, step, seconds: (performance.now() - t0) / 1000, params: model.numParameters(), config: cfg,
-      trainLoss, testNll, testNllLive, testNllEma, weights, bitsPerToken: testNll / Math.LN2,
-      bitsPerDim: dims ? (testNll * train.seqLen) / Math.LN2 / dims : null, unigramEntropy: base.trainEntropy,
-      unigramTestCrossEntropy: base.testCrossEntropy, tokenizer: train.tokenizer,
-    };
+    const result = finish(run, s, d, t0);
     run.log({ event: 'done', ...result, config: undefined });
     return result;
   } finally {
-    opt.dispose();
-    ema.dispose();
-    model.dispose();
+    s.dispose();
   }
 }
