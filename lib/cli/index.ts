@@ -22,7 +22,8 @@ export function makeProgram(): Command {
   const train = new Command('train')
     .description('train a VQ tokenizer or an AR teacher on a dataset (dd2 train tokenizer|ar)')
     .addCommand(makeTrainTokenizerCommand())
-    .addCommand(makeTrainArCommand());
+    .addCommand(makeTrainArCommand())
+    .exitOverride();
   program.addCommand(train);
   program.addCommand(makeEncodeCommand());
   program.addCommand(makePendingCommand('distill', 'distill an AR teacher into a one-step generator with DD2 (adapt, GTS, CSD stages)'));
@@ -42,7 +43,8 @@ export async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      if (e.code === 'commander.help') return e.exitCode === 0 ? 0 : 2;   // help shown for a missing subcommand
       return e.exitCode === 0 ? 0 : 2;
     }
     const msg = e instanceof Error ? e.message : String(e);
