@@ -88,7 +88,9 @@ export function resolveGPTConfig(c: GPTDataShape & Pick<GPTConfig, 'dim' | 'nLay
   };
   const ints: (keyof GPTConfig)[] = ['vocabSize', 'numClasses', 'gridH', 'gridW', 'dim', 'nLayer', 'nHead', 'multipleOf'];
   for (const k of ints) {
-    if (!Number.isInteger(r[k]) || (r[k] as number) < 1) throw new RangeError(`dd2: GPT config: ${k} must be a positive integer, got ${r[k]}`);
+    if (!Number.isInteger(r[k]) || (r[k] as number) < 1) {
+      throw new RangeError(`dd2: GPT config: ${k} must be a positive integer, got ${r[k]}`);
+    }
   }
   if (r.dim % r.nHead !== 0 || (r.dim / r.nHead) % 4 !== 0) {
     throw new RangeError(`dd2: GPT config: dim ${r.dim} / nHead ${r.nHead} must be a whole head dim divisible by 4 (2D RoPE)`);
@@ -96,7 +98,9 @@ export function resolveGPTConfig(c: GPTDataShape & Pick<GPTConfig, 'dim' | 'nLay
   for (const k of ['classDropoutProb', 'tokenDropoutP', 'residDropoutP', 'ffnDropoutP'] as const) {
     if (!(r[k] >= 0 && r[k] < 1)) throw new RangeError(`dd2: GPT config: ${k} must be in [0, 1), got ${r[k]}`);
   }
-  if (r.ropePrefix !== 'zero' && r.ropePrefix !== 'identity') throw new RangeError(`dd2: GPT config: bad ropePrefix '${r.ropePrefix}'`);
+  if (r.ropePrefix !== 'zero' && r.ropePrefix !== 'identity') {
+    throw new RangeError(`dd2: GPT config: ropePrefix must be 'zero' or 'identity', got '${r.ropePrefix}'`);
+  }
   return r;
 }
 
@@ -302,6 +306,11 @@ export class GPT extends Module {
     this.registerBuffer('rope_c', this.rope.C, false);
     this.registerBuffer('rope_s', this.rope.S, false);
     this.registerBuffer('rope_p', this.rope.P, false);
+  }
+
+  /** Where the weights live (inputs must be there too). */
+  get device(): Device {
+    return this.tok_embeddings.weight.device;
   }
 
   /** Tokens per image (h·w). */

@@ -29,8 +29,10 @@ export interface VQConfig {
   channels: number;
   /** one entry per resolution level: log2(downsample) + 1 entries */
   channelMult: number[];
-  /** ResNet blocks per level, full resolution first (the decoder mirrors the encoder) */
-  resBlocks: number[];
+  /** ResNet blocks at each level below full resolution (LlamaGen's num_res_blocks; the decoder mirrors them) */
+  resBlocks: number;
+  /** ResNet blocks at the full-resolution level, where a conv costs 4x what it costs one level down */
+  fullResBlocks: number;
   /** width of the encoder output / decoder input before the 1x1 convs to and from the code dimension */
   zChannels: number;
   /** K, number of codes */
@@ -48,16 +50,15 @@ export interface VQConfig {
 
 /** Defaults for 28x28 grayscale (MNIST): 7x7 tokens, 512 codes of dimension 8; see lib/train/tokenizer.ts. */
 export const defaultVQConfig: VQConfig = {
-  imageSize: 28, imageChannels: 1, downsample: 4, channels: 16, channelMult: [1, 2, 4], resBlocks: [0, 1, 1],
+  imageSize: 28, imageChannels: 1, downsample: 4, channels: 16, channelMult: [1, 2, 4], resBlocks: 1, fullResBlocks: 0,
   zChannels: 64, codebookSize: 512, codeDim: 8, groups: 8, beta: 0.25, entropyWeight: 0, entropyTemperature: 0.01,
 };
 
-/** Level widths and blocks for a downsampling factor 2^L: channelMult [1, 2, 4, 4, ...] and one ResNet block per
- *  level below full resolution, none at full resolution (where convolutions cost the most). */
-export function levelsFor(downsample: number): Pick<VQConfig, 'channelMult' | 'resBlocks'> {
+/** Level widths for a downsampling factor 2^L: channelMult [1, 2, 4, 4, ...] (L + 1 entries). */
+export function levelsFor(downsample: number): Pick<VQConfig, 'downsample' | 'channelMult'> {
   const L = Math.log2(downsample);
   if (!Number.isInteger(L) || L < 0) throw new RangeError(`dd2: levelsFor: downsample must be a power of two, got ${downsample}`);
-  return { channelMult: Array.from({ length: L + 1 }, (_, i) => 2 ** Math.min(i, 2)), resBlocks: Array.from({ length: L + 1 }, (_, i) => (i ? 1 : 0)) };
+  return { downsample, channelMult: Array.from({ length: L + 1 }, (_, i) => 2 ** Math.min(i, 2)) };
 }
 
 export function validateVQConfig(cfg: VQConfig): void {
@@ -72,9 +73,8 @@ export function validateVQConfig(cfg: VQConfig): void {
     bad(`channelMult needs log2(downsample) + 1 = ${levels + 1} entries, got ${JSON.stringify(cfg.channelMult)}`);
   }
   cfg.channelMult.forEach((m, i) => posInt(m, `channelMult[${i}]`));
-  if (!Array.isArray(cfg.resBlocks) || cfg.resBlocks.length !== levels + 1 ||
-      !cfg.resBlocks.every((r) => Number.isInteger(r) && r >= 0)) {
-    bad(`resBlocks needs ${levels + 1} non-negative integers (one per level), got ${JSON.stringify(cfg.resBlocks)}`);
+  for (const k of ['resBlocks', 'fullResBlocks'] as const) {
+    if (!Number.isInteger(cfg[k]) || cfg[k] < 0) bad(`${k} must be an integer >= 0, got ${cfg[k]}`);
   }
   if (!(cfg.beta >= 0) || !(cfg.entropyWeight >= 0) || !(cfg.entropyTemperature > 0)) {
     bad('beta and entropyWeight must be >= 0 and entropyTemperature > 0');
@@ -137,11 +137,12 @@ class ConvStack extends Module {
     const [cin, first, last, cout] = this.isEncoder ? [cfg.imageChannels, w[0], w[L - 1], cfg.zChannels]
       : [cfg.zChannels, w[L - 1], w[0], cfg.imageChannels];
     this.convIn = this.registerModule('conv_in', new Conv2d(cin, first, 3, gen, 1, 1));
+    const blocks = (i: number): number => (i === 0 ? cfg.fullResBlocks : cfg.resBlocks);
     const mid = (): ResnetBlock => this.registerModule('mid', new ResnetBlock(w[L - 1], w[L - 1], g, gen));
     if (!this.isEncoder) this.mid = mid();                       // registration order = LlamaGen's order
     const levels = this.isEncoder
-      ? w.map((wi, i) => new Level(wi, cfg.resBlocks[i], i < L - 1 ? 'down' : null, w[i + 1], g, gen))
-      : w.map((_, j) => L - 1 - j).map((i) => new Level(w[i], cfg.resBlocks[i], i > 0 ? 'up' : null, w[i - 1], g, gen));
+      ? w.map((wi, i) => new Level(wi, blocks(i), i < L - 1 ? 'down' : null, w[i + 1], g, gen))
+      : w.map((_, j) => L - 1 - j).map((i) => new Level(w[i], blocks(i), i > 0 ? 'up' : null, w[i - 1], g, gen));
     this.levels = this.registerModule('conv_blocks', new ModuleList(levels));
     if (this.isEncoder) this.mid = mid();
     this.normOut = this.registerModule('norm_out', new GroupNorm(groupsFor(last, g), last));
@@ -185,7 +186,7 @@ export class VQModel extends Module {
   constructor(cfg: VQConfig, seed = 0) {
     super();
     validateVQConfig(cfg);
-    this.cfg = { ...cfg, channelMult: [...cfg.channelMult], resBlocks: [...cfg.resBlocks] };
+    this.cfg = { ...cfg, channelMult: [...cfg.channelMult] };
     const gen = new Generator(seed);
     this.encoder = this.registerModule('encoder', new ConvStack(cfg, 'encoder', gen));
     this.quantConv = this.registerModule('quant_conv', new Conv2d(cfg.zChannels, cfg.codeDim, 1, gen));

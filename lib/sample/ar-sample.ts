@@ -93,7 +93,7 @@ function uncachedLogits(model: GPT, labels: Tensor, tokens: Int32Array, R: numbe
   const N = model.seqLen;
   const prefix = new Int32Array(R * pos);
   for (let r = 0; r < R; r++) prefix.set(tokens.subarray(r * N, r * N + pos), r * pos);
-  const logits = model.forward(labels, pos > 0 ? tensor(prefix, [R, pos]) : null);   // (R, 1+pos, V)
+  const logits = model.forward(labels, pos > 0 ? tensor(prefix, [R, pos], { device: model.device }) : null);   // (R, 1+pos, V)
   return slice(logits, 1, pos, pos + 1).toFloat32Array();
 }
 
@@ -102,7 +102,10 @@ function cachedLogits(model: GPT, cache: KVCache, labels: Tensor, tokens: Int32A
   const N = model.seqLen;
   let h: Tensor;
   if (pos === 0) h = model.embed(labels, null);
-  else h = model.embedTokens(tensor(Int32Array.from({ length: R }, (_, r) => tokens[r * N + pos - 1]), [R, 1]));
+  else {
+    const last = Int32Array.from({ length: R }, (_, r) => tokens[r * N + pos - 1]);
+    h = model.embedTokens(tensor(last, [R, 1], { device: model.device }));
+  }
   return model.output.forward(model.features(h, { start: pos, cache })).toFloat32Array();   // (R, 1, V)
 }
 
@@ -130,7 +133,7 @@ export function sampleTokens(model: GPT, labels: Int32Array, gen: Generator, o: 
   model.eval();
   const cached = o.cached ?? true;
   const cache = cached ? model.createCache(R) : null;
-  const lab = tensor(rowLabels, [R]);
+  const lab = tensor(rowLabels, [R], { device: model.device });
   try {
     noGrad(() => {
       for (let pos = 0; pos < N; pos++) {
@@ -138,7 +141,7 @@ export function sampleTokens(model: GPT, labels: Int32Array, gen: Generator, o: 
           const raw = cache ? cachedLogits(model, cache, lab, tokens, R, pos) : uncachedLogits(model, lab, tokens, R, pos);
           o.onLogits?.(pos, raw);
           const w = softmaxWeights(processLogits(raw, B, V, o), B, V);
-          return gen.categorical(tensor(w, [B, V])).toInt32Array();
+          return gen.categorical(tensor(w, [B, V], { device: model.device })).toInt32Array();
         });
         for (let r = 0; r < R; r++) tokens[r * N + pos] = next[r % B];
         o.onStep?.(pos, N);

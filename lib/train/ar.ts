@@ -12,10 +12,10 @@ import { backward } from '../autograd/tape.js';
 import { mulScalar } from '../tensor/ops/elementwise.js';
 import { crossEntropy } from '../tensor/ops/softmax.js';
 import { AdamW, clipGradNorm, cosineSchedule, EMA } from '../nn/optim.js';
-import { readSafetensors } from '../io/safetensors.js';
 import { loadModelFile, restoreTrainingState, saveModel, type CheckpointMeta, type RunDir } from '../io/checkpoint.js';
 import { Progress } from '../io/progress.js';
 import { Batcher, type BatcherState } from '../data/dataset.js';
+import { readTokenCacheFile } from './token-cache.js';
 import { GPT, gptConfig, type GPTConfig } from '../models/gpt.js';
 
 /** A token cache: tokens (n, N) int32, labels (n) int32, and what the cache says about itself. */
@@ -24,25 +24,13 @@ export interface TokenCache {
   tokens: Int32Array; labels: Int32Array; tokenizer?: string; dataset?: string; split?: string;
 }
 
-/** Reads a cache written by `dd2 encode` (safetensors 'tokens' I32 (n, h·w), 'labels' I32 (n), '__dd2__' meta). */
+/** Reads a cache written by `dd2 encode` (lib/train/token-cache.ts) and checks its labels. */
 export function readTokenCache(path: string): TokenCache {
-  const { arrays, metadata } = readSafetensors(path);
-  const t = arrays.get('tokens'), l = arrays.get('labels');
-  let meta: Record<string, unknown> = {};
-  try { meta = JSON.parse(metadata.__dd2__ ?? '{}'); } catch { /* checked below */ }
-  if (!t || t.dtype !== 'I32' || t.shape.length !== 2 || !l || l.dtype !== 'I32' || l.shape[0] !== t.shape[0] ||
-      meta.kind !== 'tokens' || !Array.isArray(meta.grid)) {
-    throw new Error(`dd2: ${path} is not a token cache (need I32 'tokens' (n, h*w), I32 'labels' (n) and ` +
-      `'__dd2__' metadata of kind 'tokens' with a grid; write one with dd2 encode)`);
-  }
-  const [n, N] = t.shape, grid = meta.grid as [number, number];
-  if (grid[0] * grid[1] !== N) throw new Error(`dd2: ${path}: grid ${grid.join('x')} does not match ${N} tokens per image`);
-  const tokens = t.data as Int32Array, labels = l.data as Int32Array;
-  const K = Number(meta.codebookSize), C = Number(meta.numClasses);
-  for (const v of tokens) if (!(v >= 0 && v < K)) throw new Error(`dd2: ${path}: token ${v} outside the codebook [0, ${K})`);
+  const { meta, n, tokens, labels } = readTokenCacheFile(path);
+  const C = meta.numClasses;
   for (const v of labels) if (!(v >= 0 && v < C)) throw new Error(`dd2: ${path}: label ${v} outside [0, ${C})`);
-  return { path, n, seqLen: N, grid, codebookSize: K, numClasses: C, tokens, labels, tokenizer: meta.tokenizer as string | undefined,
-    dataset: meta.dataset as string | undefined, split: meta.split as string | undefined };
+  return { path, n, seqLen: meta.grid[0] * meta.grid[1], grid: meta.grid, codebookSize: meta.codebookSize, numClasses: C,
+    tokens, labels, tokenizer: meta.tokenizer, dataset: meta.dataset, split: meta.split };
 }
 
 /** Rows [start, end) of a cache as a new cache. */
@@ -80,8 +68,8 @@ export function evaluateNLL(model: GPT, c: TokenCache, batch = 256): number {
       const idx = Int32Array.from({ length: Math.min(batch, c.n - s) }, (_, i) => s + i);
       const { toks, labs } = batchOf(c, idx);
       sum += noGrad(() => tidy(() => {
-        const t = tensor(toks, [idx.length, c.seqLen]);
-        return crossEntropy(model.logitsForImages(tensor(labs, [idx.length]), t), t, { reduction: 'sum' }).item();
+        const device = model.device, t = tensor(toks, [idx.length, c.seqLen], { device });
+        return crossEntropy(model.logitsForImages(tensor(labs, [idx.length], { device }), t), t, { reduction: 'sum' }).item();
       }));
     }
   } finally {
@@ -120,7 +108,7 @@ export interface TrainArOptions {
 }
 
 export const defaultTrainArOptions: Omit<TrainArOptions, 'tokens'> = {
-  size: 'tiny', steps: 1500, batchSize: 64, accum: 1, lr: 2e-3, minLr: 1e-4, warmup: 100, weightDecay: 0.05,
+  size: 'tiny', steps: 1200, batchSize: 64, accum: 1, lr: 3e-3, minLr: 1e-4, warmup: 100, weightDecay: 0.05,
   betas: [0.9, 0.95], clip: 1.0, emaDecay: 0.999, seed: 0, ckptEvery: 500, logEvery: 25, evalEvery: 0,
   evalLimit: 2000, evalBatch: 250,
 };
@@ -137,7 +125,11 @@ export interface TrainArResult {
   /** false when hooks.stopAfter ended the run early: then only the checkpoint exists and the test numbers are NaN */
   finished: boolean;
   runDir: string; modelPath: string; step: number; seconds: number; params: number; config: GPTConfig;
-  trainLoss: number; testNll: number; testNllLive: number; testNllEma: number; weights: 'ema' | 'live';
+  trainLoss: number;
+  /** test NLL per token (nats) of the saved weights on the whole test split */
+  testNll: number;
+  /** NLL of the live and the EMA weights on the first evalLimit test images, which picks the saved weights */
+  evalNllLive: number; evalNllEma: number; weights: 'ema' | 'live';
   bitsPerToken: number; bitsPerDim: number | null; unigramEntropy: number; unigramTestCrossEntropy: number;
   tokenizer?: string;
 }
@@ -181,8 +173,8 @@ function loadSplits(o: TrainArOptions): { all: TokenCache; train: TokenCache; te
     test = sliceCache(all, cut, all.n, 'held-out');
   }
   if (test.seqLen !== all.seqLen || test.codebookSize !== all.codebookSize || test.numClasses !== all.numClasses) {
-    throw new Error(`dd2: train ar: test cache ${test.path} (${test.seqLen} tokens, K ${test.codebookSize}, ${test.numClasses} classes) ` +
-      `does not match ${all.path} (${all.seqLen}, K ${all.codebookSize}, ${all.numClasses})`);
+    throw new Error(`dd2: train ar: test cache ${test.path} (${test.seqLen} tokens, K ${test.codebookSize}, ` +
+      `${test.numClasses} classes) does not match ${all.path} (${all.seqLen}, K ${all.codebookSize}, ${all.numClasses})`);
   }
   return { all, train, test };
 }
@@ -215,7 +207,9 @@ class Session {
     const s = prev as unknown as Saved;
     this.step = prev.step;
     if (s.rng) this.rng = Generator.fromState(s.rng);
-    if (s.batcher) this.batcher = Batcher.fromState(this.train.n, this.o.batchSize, s.batcher, { shuffle: true, dropLast: this.batcher.dropLast });
+    if (s.batcher) {
+      this.batcher = Batcher.fromState(this.train.n, this.o.batchSize, s.batcher, { shuffle: true, dropLast: this.batcher.dropLast });
+    }
     this.trainLoss = s.extra?.trainLoss ?? NaN;
     return true;
   }
@@ -233,8 +227,8 @@ class Session {
     for (let a = 0; a < o.accum; a++) {
       const { toks, labs } = batchOf(train, this.batcher.next());
       loss += tidy(() => {
-        const t = tensor(toks, [labs.length, train.seqLen]);
-        const l = crossEntropy(model.logitsForImages(tensor(labs, [labs.length]), t, this.rng), t);
+        const device = model.device, t = tensor(toks, [labs.length, train.seqLen], { device });
+        const l = crossEntropy(model.logitsForImages(tensor(labs, [labs.length], { device }), t, this.rng), t);
         backward(o.accum > 1 ? mulScalar(l, 1 / o.accum) : l);
         return l.item();
       }) / o.accum;
@@ -255,23 +249,24 @@ class Session {
   }
 }
 
-/** Test NLL with the live and the EMA weights; saves the better as gpt.safetensors. */
-function finish(run: RunDir, s: Session, d: ReturnType<typeof loadSplits>, t0: number): TrainArResult {
+/** Picks the live or the EMA weights by their NLL on the eval subset, saves them as gpt.safetensors and
+ *  measures their NLL on the whole test split. */
+function finish(run: RunDir, s: Session, d: ReturnType<typeof loadSplits>, evalSet: TokenCache, t0: number): TrainArResult {
   const { model, ema, o } = s;
-  const testNllLive = evaluateNLL(model, d.test, o.evalBatch);
+  const evalNllLive = evaluateNLL(model, evalSet, o.evalBatch);
   ema.swap(model);
-  const testNllEma = evaluateNLL(model, d.test, o.evalBatch);
-  const weights = testNllEma <= testNllLive ? 'ema' : 'live';
+  const evalNllEma = evaluateNLL(model, evalSet, o.evalBatch);
+  const weights = evalNllEma <= evalNllLive ? 'ema' : 'live';
   if (weights === 'live') ema.swap(model);
   const modelPath = run.path('gpt.safetensors');
   saveModel(modelPath, model, { ...s.meta, step: s.step, options: { ...o, weights } });
+  const testNll = evalSet === d.test ? Math.min(evalNllLive, evalNllEma) : evaluateNLL(model, d.test, o.evalBatch);
   if (weights === 'ema') ema.swap(model);
-  const testNll = Math.min(testNllEma, testNllLive);
   const base = unigramBaseline(d.train, d.test);
   const dims = imageDims(d.all.tokenizer);
   return {
     finished: true, runDir: run.dir, modelPath, step: s.step, seconds: (performance.now() - t0) / 1000, params: model.numParameters(),
-    config: s.cfg, trainLoss: s.trainLoss, testNll, testNllLive, testNllEma, weights, bitsPerToken: testNll / Math.LN2,
+    config: s.cfg, trainLoss: s.trainLoss, testNll, evalNllLive, evalNllEma, weights, bitsPerToken: testNll / Math.LN2,
     bitsPerDim: dims ? (testNll * d.all.seqLen) / Math.LN2 / dims : null, unigramEntropy: base.trainEntropy,
     unigramTestCrossEntropy: base.testCrossEntropy, tokenizer: d.all.tokenizer,
   };
@@ -289,7 +284,9 @@ export function trainAR(run: RunDir, o: TrainArOptions, hooks: TrainArHooks = {}
   const s = new Session(cfg, o, d.train, { kind: 'gpt', config: cfg, step: 0, options: o, tokenizer: d.all.tokenizer });
   try {
     if (s.restore(run)) run.log({ event: 'resume', step: s.step });
-    else run.log({ event: 'start', params: s.model.numParameters(), config: cfg, train: d.train.n, test: d.test.n, testFrom: d.test.path });
+    else {
+      run.log({ event: 'start', params: s.model.numParameters(), config: cfg, train: d.train.n, test: d.test.n, testFrom: d.test.path });
+    }
     const evalSet = d.test.n > o.evalLimit ? sliceCache(d.test, 0, o.evalLimit, d.test.split ?? 'test') : d.test;
     const progress = new Progress(o.steps, 'train ar', { json: hooks.json, stream: hooks.progressStream });
     progress.tick(s.step);
@@ -301,19 +298,23 @@ export function trainAR(run: RunDir, o: TrainArOptions, hooks: TrainArHooks = {}
       recent.push(loss);
       progress.tick(1, { loss, lr });
       if (s.step % o.logEvery === 0 || s.step === stopAt) {
-        run.log({ step: s.step, loss: recent.reduce((a, v) => a + v, 0) / recent.length, lr, gradNorm, seconds: (performance.now() - t0) / 1000 });
+        const loss = recent.reduce((a, v) => a + v, 0) / recent.length;
+        run.log({ step: s.step, loss, lr, gradNorm, seconds: (performance.now() - t0) / 1000 });
         recent = [];
       }
-      if (o.evalEvery > 0 && s.step % o.evalEvery === 0 && s.step < o.steps) run.log({ step: s.step, testNll: evaluateNLL(s.model, evalSet, o.evalBatch) });
+      if (o.evalEvery > 0 && s.step % o.evalEvery === 0 && s.step < o.steps) {
+        run.log({ step: s.step, evalNll: evaluateNLL(s.model, evalSet, o.evalBatch), evalImages: evalSet.n });
+      }
       if (s.step % o.ckptEvery === 0 || s.step === stopAt) s.save(run);
     }
     progress.done({ loss: s.trainLoss });
     if (s.step < o.steps) {
       return { finished: false, runDir: run.dir, modelPath: '', step: s.step, seconds: (performance.now() - t0) / 1000,
-        params: s.model.numParameters(), config: cfg, trainLoss: s.trainLoss, testNll: NaN, testNllLive: NaN, testNllEma: NaN,
-        weights: 'live', bitsPerToken: NaN, bitsPerDim: null, unigramEntropy: NaN, unigramTestCrossEntropy: NaN, tokenizer: d.all.tokenizer };
+        params: s.model.numParameters(), config: cfg, trainLoss: s.trainLoss, testNll: NaN, evalNllLive: NaN, evalNllEma: NaN,
+        weights: 'live', bitsPerToken: NaN, bitsPerDim: null, unigramEntropy: NaN, unigramTestCrossEntropy: NaN,
+        tokenizer: d.all.tokenizer };
     }
-    const result = finish(run, s, d, t0);
+    const result = finish(run, s, d, evalSet, t0);
     run.log({ event: 'done', ...result, config: undefined });
     return result;
   } finally {

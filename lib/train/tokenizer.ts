@@ -5,6 +5,7 @@
 // Letters: B batch, N = B·h·w latent vectors, K codebook size, D code dimension.
 import { backward } from '../autograd/tape.js';
 import { noGrad, tidy } from '../tensor/engine.js';
+import { native } from '../tensor/native.js';
 import { Generator, type GeneratorState } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { abs, add, square, sub } from '../tensor/ops/elementwise.js';
@@ -45,9 +46,11 @@ export interface TrainTokenizerOptions {
 }
 
 /**
- * Defaults for MNIST on a 2-core CPU (measured in the tokenizer engineer's report): 7x7 tokens, K = 512,
- * D = 8. K = 512 gives 49 · 9 = 441 bits per image, enough for sharp digits, while 10,000 test images give
- * 490,000 assignments, about 960 per code, so every live code is seen on the test split.
+ * Defaults for MNIST on a 2-core CPU: 7x7 tokens, K = 512, D = 8 (defaultVQConfig), 1000 steps of 32 images.
+ * K = 512 gives 49 · 9 = 441 bits per image, enough for sharp digits, and the 10,000 test images make
+ * 490,000 assignments, about 960 per code, so every live code shows up on the test split. Measured
+ * 2026-11-26 with `dd2 train tokenizer` (default options, OpenBLAS): test PSNR 24.9 dB, 512/512 codes in use,
+ * perplexity 359, 372 s wall (330 s training) with the machine's load average at 4-5.
  */
 export const defaultTrainTokenizerOptions: TrainTokenizerOptions = {
   dataset: 'mnist', model: {}, steps: 1000, batchSize: 32, lr: 2e-3, minLr: 1e-4, warmup: 50, weightDecay: 1e-4,
@@ -102,10 +105,11 @@ export class CodeUsage {
  * Dead-code restart: each dead code k (ascending) is overwritten with z[j] for a row j drawn uniformly from
  * the N rows of the batch's L2-normalised encoder outputs z (N, D) (one uniform per dead code from `gen`,
  * j = floor(u·N)), and its lastUsed is set to `step` so it has `window` steps to attract vectors. AdamW
- * moments of restarted rows are left as they are. Returns the restarted codes.
+ * moments of restarted rows are left as they are; an EMA of the weights, if given, gets the new rows too.
+ * Returns the restarted codes.
  */
 export function restartDeadCodes(model: VQModel, usage: CodeUsage, z: Float32Array, step: number, window: number,
-  gen: Generator): number[] {
+  gen: Generator, ema?: EMA): number[] {
   const dead = usage.dead(step, window);
   if (!dead.length) return dead;
   const D = model.cfg.codeDim, N = z.length / D;
@@ -117,6 +121,11 @@ export function restartDeadCodes(model: VQModel, usage: CodeUsage, z: Float32Arr
     usage.lastUsed[k] = step;
   });
   model.setCodes(dead, rows);
+  const shadow = ema?.shadow[ema.params.indexOf(model.codebook.weight)];
+  if (shadow) {
+    const D4 = D * 4;
+    dead.forEach((k, i) => native.storage_write(shadow.storage.id, k * D4, rows.subarray(i * D, (i + 1) * D)));
+  }
   usage.restarts += dead.length;
   return dead;
 }
@@ -196,14 +205,15 @@ function optimizerFor(model: VQModel, o: TrainTokenizerOptions): AdamW {
 
 /** One optimiser step on images x; returns the loss terms and, when asked, the batch's normalised z. */
 function trainStep(model: VQModel, x: Tensor, o: TrainTokenizerOptions, wantZ: boolean):
-  { loss: number; recon: number; idx: Int32Array; z: Float32Array | null } {
+  { loss: number; mse: number; idx: Int32Array; z: Float32Array | null } {
   const out = model.forward(x);
   const d = sub(out.recon, x);
-  const recon = o.recon === 'mse' ? meanOf(square(d)) : add(meanOf(abs(d)), meanOf(square(d)));
+  const mse = meanOf(square(d));
+  const recon = o.recon === 'mse' ? mse : add(meanOf(abs(d)), mse);
   let loss = add(add(recon, out.codebookLoss), out.commitLoss);
   if (out.entropyLoss) loss = add(loss, out.entropyLoss);
   backward(loss);
-  return { loss: loss.item(), recon: recon.item(), idx: out.idx.toInt32Array(), z: wantZ ? out.z.toFloat32Array() : null };
+  return { loss: loss.item(), mse: mse.item(), idx: out.idx.toInt32Array(), z: wantZ ? out.z.toFloat32Array() : null };
 }
 
 /**
@@ -260,15 +270,15 @@ export async function trainTokenizer(run: RunDir, o: TrainTokenizerOptions, hook
       opt.zeroGrad();
       ema?.update(Math.min(o.emaDecay, (1 + ema.updates) / (10 + ema.updates)));
       usage.record(r.idx, step + 1);
-      if (r.z) restartDeadCodes(model, usage, r.z, step + 1, o.restartEvery, gen);
+      if (r.z) restartDeadCodes(model, usage, r.z, step + 1, o.restartEvery, gen, ema);
       step++;
       recent.push(r.loss);
-      progress.tick(1, { loss: r.loss, psnr: 10 * Math.log10(4 / r.recon) });
+      progress.tick(1, { loss: r.loss, psnr: 10 * Math.log10(4 / r.mse) });   // batch PSNR, [0, 1] pixels
       if (step % o.logEvery === 0 || step === stopAt) {
         trainLoss = recent.reduce((s, v) => s + v, 0) / recent.length;
         if (!Number.isFinite(trainLossStart)) trainLossStart = trainLoss;
         const u = usageStats(usage.emaCounts);
-        run.log({ step, loss: trainLoss, recon: r.recon, lr: lr(step - 1), gradNorm, usagePerplexity: u.perplexity,
+        run.log({ step, loss: trainLoss, mse: r.mse, lr: lr(step - 1), gradNorm, usagePerplexity: u.perplexity,
           restarts: usage.restarts, seconds: (performance.now() - t0) / 1000 });
         recent = [];
       }

@@ -30,7 +30,9 @@ export function decodeTokens(vq: VQModel, tokens: Int32Array, B: number): Uint8A
   return noGrad(() => tidy(() => toUint8Images(vq.decodeIndices(tensor(tokens, [B, h, w])))));
 }
 
-export interface SampleRunResult { tokens: Int32Array; labels: Int32Array; images: Uint8Array; height: number; width: number; channels: 1 | 3 }
+export interface SampleRunResult {
+  tokens: Int32Array; labels: Int32Array; images: Uint8Array; height: number; width: number; channels: 1 | 3;
+}
 
 /** Samples n images (labels cycling through `classes`) in batches of batchSize from one seeded generator. */
 export function sampleImages(model: GPT, vq: VQModel, classes: number[], n: number, batchSize: number, seed: number,
@@ -64,12 +66,17 @@ export function makeSampleCommand(): Command {
     .addOption(new Option('--cfg <scale>', 'classifier-free guidance scale (1 = none)').default(2.0).argParser(parseFloatArg('--cfg')))
     .addOption(new Option('--n <count>', 'number of images').default(16).argParser(parseIntArg('--n', { min: 1 })))
     .addOption(new Option('--batch-size <n>', 'images sampled at once').default(64).argParser(parseIntArg('--batch-size', { min: 1 })))
-    .addOption(new Option('--temperature <t>', 'softmax temperature').default(1.0).argParser(parseFloatArg('--temperature', { above: 0 })))
-    .addOption(new Option('--top-k <k>', 'keep the k most likely tokens (0 = all)').default(0).argParser(parseIntArg('--top-k', { min: 0 })))
-    .addOption(new Option('--top-p <p>', 'nucleus sampling mass (1 = off)').default(1.0).argParser(parseFloatArg('--top-p', { above: 0, max: 1 })))
+    .addOption(new Option('--temperature <t>', 'softmax temperature').default(1.0)
+      .argParser(parseFloatArg('--temperature', { above: 0 })))
+    .addOption(new Option('--top-k <k>', 'keep the k most likely tokens (0 = all)').default(0)
+      .argParser(parseIntArg('--top-k', { min: 0 })))
+    .addOption(new Option('--top-p <p>', 'nucleus sampling mass (1 = off)').default(1.0)
+      .argParser(parseFloatArg('--top-p', { above: 0, max: 1 })))
     .option('--per-image', 'also write one PNG per image', false)
-    .addOption(new Option('--nrow <n>', 'images per row of the grid (default: about sqrt(n))').argParser(parseIntArg('--nrow', { min: 1 })))
-    .addOption(new Option('--device <cpu|cuda>', 'where to compute').default('cpu').argParser(parseChoiceArg('--device', ['cpu', 'cuda'] as const)))
+    .addOption(new Option('--nrow <n>', 'images per row of the grid (default: about sqrt(n))')
+      .argParser(parseIntArg('--nrow', { min: 1 })))
+    .addOption(new Option('--device <cpu|cuda>', 'where to compute').default('cpu')
+      .argParser(parseChoiceArg('--device', ['cpu', 'cuda'] as const)))
     .addOption(new Option('--seed <n>', 'random seed (integer >= 0)').default(0).argParser(parseIntArg('--seed', { min: 0 })))
     .addOption(new Option('--out <dir>', 'output folder').default('samples'))
     .option('--json', 'print a machine-readable JSON summary on stdout (messages go to stderr)', false);
@@ -81,7 +88,10 @@ export function makeSampleCommand(): Command {
     let vq: VQModel | null = null;
     try {
       if (!vqPath) throw new UsageError(`--tokenizer: ${raw.model} records no tokenizer; pass --tokenizer`);
-      if (!existsSync(vqPath)) throw new UsageError(`--tokenizer: ${vqPath} does not exist${raw.tokenizer ? '' : ' (recorded in the model checkpoint); pass --tokenizer'}`);
+      if (!existsSync(vqPath)) {
+        const where = raw.tokenizer ? '' : ' (recorded in the model checkpoint); pass --tokenizer';
+        throw new UsageError(`--tokenizer: ${vqPath} does not exist${where}`);
+      }
       vq = tidy(() => loadVQ(vqPath));     // the scope frees any temporaries of the constructor
       const K = model.cfg.numClasses;
       const classes = raw.class ?? Array.from({ length: K }, (_, i) => i);
@@ -97,7 +107,8 @@ export function makeSampleCommand(): Command {
       writeGrid(join(raw.out, 'grid.png'), r.images, raw.n, H, W, C, raw.nrow);
       if (raw.perImage) {
         for (let i = 0; i < raw.n; i++) {
-          writePng(join(raw.out, `${String(i).padStart(5, '0')}-class${r.labels[i]}.png`), r.images.subarray(i * H * W * C, (i + 1) * H * W * C), H, W, C);
+          const img = r.images.subarray(i * H * W * C, (i + 1) * H * W * C);
+          writePng(join(raw.out, `${String(i).padStart(5, '0')}-class${r.labels[i]}.png`), img, H, W, C);
         }
       }
       writeNpz(join(raw.out, 'samples.npz'), {

@@ -55,18 +55,23 @@ export function makeTrainArCommand(): Command {
     .addOption(new Option('--batch-size <n>', 'images per micro-batch').default(d.batchSize).argParser(int('--batch-size')))
     .addOption(new Option('--accum <n>', 'micro-batches per step (gradient accumulation)').default(d.accum).argParser(int('--accum')))
     .addOption(new Option('--lr <x>', 'peak learning rate').default(d.lr).argParser(parseFloatArg('--lr', { above: 0 })))
-    .addOption(new Option('--min-lr <x>', 'learning rate at the end of the cosine').default(d.minLr).argParser(parseFloatArg('--min-lr', { min: 0 })))
+    .addOption(new Option('--min-lr <x>', 'learning rate at the end of the cosine').default(d.minLr)
+      .argParser(parseFloatArg('--min-lr', { min: 0 })))
     .addOption(new Option('--warmup <n>', 'linear warm-up steps').default(d.warmup).argParser(int('--warmup', 0)))
     .addOption(new Option('--weight-decay <x>', 'AdamW weight decay (matrices only)').default(d.weightDecay)
       .argParser(parseFloatArg('--weight-decay', { min: 0 })))
-    .addOption(new Option('--beta2 <x>', 'AdamW beta2 (beta1 is 0.9)').default(d.betas[1]).argParser(parseFloatArg('--beta2', { min: 0, below: 1 })))
+    .addOption(new Option('--beta2 <x>', 'AdamW beta2 (beta1 is 0.9)').default(d.betas[1])
+      .argParser(parseFloatArg('--beta2', { min: 0, below: 1 })))
     .addOption(new Option('--clip <x>', 'gradient-norm clipping').default(d.clip).argParser(parseFloatArg('--clip', { above: 0 })))
-    .addOption(new Option('--ema <decay>', 'EMA decay of the weights').default(d.emaDecay).argParser(parseFloatArg('--ema', { min: 0, max: 1 })))
-    .addOption(new Option('--ckpt-every <n>', 'checkpoint every n steps (and at the end)').default(d.ckptEvery).argParser(int('--ckpt-every')))
+    .addOption(new Option('--ema <decay>', 'EMA decay of the weights (warmed up as min(decay, (1+u)/(10+u)))')
+      .default(d.emaDecay).argParser(parseFloatArg('--ema', { min: 0, max: 1 })))
+    .addOption(new Option('--ckpt-every <n>', 'checkpoint every n steps (and at the end)').default(d.ckptEvery)
+      .argParser(int('--ckpt-every')))
     .addOption(new Option('--log-every <n>', 'log.jsonl line every n steps').default(d.logEvery).argParser(int('--log-every')))
-    .addOption(new Option('--eval-every <n>', 'test NLL on --eval-limit images every n steps (0: only at the end)')
+    .addOption(new Option('--eval-every <n>', 'NLL on the first --eval-limit test images every n steps (0: never)')
       .default(d.evalEvery).argParser(int('--eval-every', 0)))
-    .addOption(new Option('--eval-limit <n>', 'test images for the periodic test NLL').default(d.evalLimit).argParser(int('--eval-limit')));
+    .addOption(new Option('--eval-limit <n>', 'test images for the periodic NLL and for choosing live or EMA weights')
+      .default(d.evalLimit).argParser(int('--eval-limit')));
   addCommonOptions(cmd, { out: 'runs/ar' });
   cmd.action((raw: RawOptions) => {
     useDevice(raw.device);
@@ -78,11 +83,12 @@ export function makeTrainArCommand(): Command {
       opts = stored.options;
       info(`train ar: resuming ${run.dir} with its stored options (command-line training options are ignored)`);
     }
-    info(`train ar: ${opts.size} on ${opts.tokens}, ${opts.steps} steps of ${opts.batchSize}x${opts.accum} images, run folder ${run.dir}`);
+    info(`train ar: ${opts.size} on ${opts.tokens}, ${opts.steps} steps of ${opts.batchSize}x${opts.accum} images, ` +
+      `run folder ${run.dir}`);
     const r = trainAR(run, opts, { json: raw.json });
     emitSummary(raw.json, {
       model: r.modelPath, weights: r.weights, steps: r.step, seconds: Number(r.seconds.toFixed(1)), params: r.params,
-      trainLoss: r.trainLoss, testNll: r.testNll, testNllLive: r.testNllLive, testNllEma: r.testNllEma,
+      trainLoss: r.trainLoss, testNll: r.testNll, evalNllLive: r.evalNllLive, evalNllEma: r.evalNllEma,
       unigramTestCrossEntropy: r.unigramTestCrossEntropy, unigramEntropy: r.unigramEntropy, bitsPerToken: r.bitsPerToken,
       bitsPerDim: r.bitsPerDim ?? undefined, tokenizer: r.tokenizer, runDir: r.runDir,
     });

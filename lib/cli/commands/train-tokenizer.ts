@@ -22,7 +22,7 @@ function toOptions(r: RawOptions): TrainTokenizerOptions {
     throw new UsageError(`--downsample ${r.downsample} does not divide --image-size ${r.imageSize}`);
   }
   const model: Partial<VQConfig> = {
-    imageSize: r.imageSize, downsample: r.downsample, ...levelsFor(r.downsample), codebookSize: r.codebookSize,
+    imageSize: r.imageSize, ...levelsFor(r.downsample), codebookSize: r.codebookSize,
     codeDim: r.codeDim, channels: r.channels, beta: r.beta, entropyWeight: r.entropyWeight,
   };
   return {
