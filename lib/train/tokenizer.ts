@@ -46,15 +46,16 @@ export interface TrainTokenizerOptions {
 }
 
 /**
- * Defaults for MNIST on a 2-core CPU: 7x7 tokens, K = 512, D = 8 (defaultVQConfig), 1000 steps of 32 images.
+ * Defaults for MNIST on a 2-core CPU: 7x7 tokens, K = 512, D = 8 (defaultVQConfig), 600 steps of 32 images.
  * K = 512 gives 49 · 9 = 441 bits per image, enough for sharp digits, and the 10,000 test images make
  * 490,000 assignments, about 960 per code, so every live code shows up on the test split. Measured
- * 2026-11-26 with `dd2 train tokenizer` (default options, OpenBLAS): test PSNR 24.9 dB, 512/512 codes in use,
- * perplexity 359, 372 s wall (330 s training) with the machine's load average at 4-5.
+ * 2026-11-26 with `dd2 train tokenizer` (OpenBLAS, the 2-core machine shared at load average 4.6-5.0): the
+ * defaults give test PSNR 23.9 dB, 512/512 codes in use, perplexity 348, in 362 s wall (278 s training);
+ * --steps 1000 gives 24.9 dB, 512/512, perplexity 359, in 372-577 s wall depending on the load.
  */
 export const defaultTrainTokenizerOptions: TrainTokenizerOptions = {
-  dataset: 'mnist', model: {}, steps: 1000, batchSize: 32, lr: 2e-3, minLr: 1e-4, warmup: 50, weightDecay: 1e-4,
-  betas: [0.9, 0.99], clip: 1.0, emaDecay: 0, recon: 'mse', restartEvery: 20, seed: 0, ckptEvery: 250, logEvery: 25,
+  dataset: 'mnist', model: {}, steps: 600, batchSize: 32, lr: 2e-3, minLr: 1e-4, warmup: 50, weightDecay: 1e-4,
+  betas: [0.9, 0.99], clip: 1.0, emaDecay: 0, recon: 'mse', restartEvery: 20, seed: 0, ckptEvery: 200, logEvery: 25,
   trainLimit: 0, evalLimit: 0, evalBatch: 500,
 };
 

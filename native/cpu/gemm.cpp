@@ -27,6 +27,7 @@ struct OpenBlas {
     set_threads_fn set_threads = nullptr;
     std::string desc;
     std::string why;
+    bool generic = false;   // running its generic SSE3 "Prescott" kernels (CPU not recognised)
 };
 
 OpenBlas& openblas() {
@@ -58,6 +59,7 @@ OpenBlas& openblas() {
             return;
         }
         ob.desc = std::string("openblas (") + used + (config ? std::string(", ") + config() : "") + ")";
+        ob.generic = ob.desc.find(" Prescott ") != std::string::npos;
         if (ob.set_threads) ob.set_threads(num_threads());
     });
     return ob;
@@ -77,14 +79,21 @@ void gemm_set_backend(GemmBackend b) {
 
 GemmBackend gemm_get_backend() {
     if (g_forced != GemmBackend::Auto) return g_forced;
-    return gemm_openblas_available() ? GemmBackend::OpenBLAS : GemmBackend::Builtin;
+    // An OpenBLAS that did not recognise the CPU runs SSE3 kernels about 4x slower than the built-in
+    // AVX2/AVX-512 kernel (BENCHMARKS.md), so Auto prefers the built-in kernel then; forcing
+    // 'openblas' (or setting OPENBLAS_CORETYPE before start) still uses the library.
+    const bool vector_builtin = std::string(gemm_builtin_isa()) != "scalar";
+    if (gemm_openblas_available() && !(openblas().generic && vector_builtin)) return GemmBackend::OpenBLAS;
+    return GemmBackend::Builtin;
 }
 
 const char* gemm_backend_description() {
     static std::string s;
     if (gemm_get_backend() == GemmBackend::OpenBLAS) s = openblas().desc;
     else s = std::string("builtin (") + gemm_builtin_isa() + ")" +
-             (gemm_openblas_available() ? "" : "; OpenBLAS not loaded: " + openblas().why);
+             (!gemm_openblas_available() ? "; OpenBLAS not loaded: " + openblas().why
+              : openblas().generic ? "; OpenBLAS loaded but on its generic Prescott kernels (set OPENBLAS_CORETYPE to use it)"
+                                   : "");
     return s.c_str();
 }
 

@@ -137,6 +137,14 @@ t.test('CLI: dd2 train ar, then dd2 sample twice with one seed', async (t) => {
   const grid = readPng(join(s1, 'grid.png'), 1);
   t.same([grid.height, grid.width], [2 * 10 + 2, 3 * 10 + 2], 'grid of 2 rows of 3 images with 2-pixel borders');
   await t.rejects(cli(makeTrainArCommand(), ['--tokens', tok, '--steps', '5', '--out', out]), /--resume/, 'refuses to overwrite a run');
+
+  // --resume takes the options stored in run.json (here: a run stopped at step 10 of 20).
+  const stored = opts({ tokens: tok, steps: 20, ckptEvery: 10, evalEvery: 0 });
+  const cut = join(dir, 'cli-cut');
+  trainAR(RunDir.create(cut, { command: 'train ar', options: stored }), stored, { json: true, stopAfter: 10 });
+  const resumed = JSON.parse(await cli(makeTrainArCommand(), ['--out', cut, '--resume', '--steps', '999', '--json']));
+  t.equal(resumed.steps, 20, 'resumed with the stored 20 steps (command-line --steps ignored)');
+  await t.rejects(cli(makeTrainArCommand(), ['--out', join(dir, 'nothing'), '--resume']), /no run to resume/, '--resume needs a run');
 });
 
 t.test('no leaks', async (t) => {

@@ -61,7 +61,7 @@ export function mean(x: Tensor, axes?: Axes, keepDims = false): Tensor {
   const n = ax.reduce((p, a) => p * x.shape[a], 1);
   const s = sum(x, ax, keepDims);
   const out = mulScalar(s, n ? 1 / n : NaN);
-  s.dispose();
+  if (!out.node) s.dispose();   // s is the recorded input of out's node while gradients flow
   return out;
 }
 
