@@ -155,8 +155,9 @@ export class KVCache {
     const dst = this.k[i];
     const T = k.shape[2];
     if (k.rank !== 4 || k.shape[0] !== this.batch || k.shape[1] !== this.heads || k.shape[3] !== this.headDim ||
-        start < 0 || start + T > this.maxLen) {
-      throw new RangeError(`dd2: KVCache.write: keys ${k.describe()} at ${start} do not fit the cache ${dst.describe()}`);
+        start < 0 || start + T > this.maxLen || v.rank !== 4 || v.shape.some((d, j) => d !== k.shape[j])) {
+      throw new RangeError(`dd2: KVCache.write: keys ${k.describe()} / values ${v.describe()} at ${start} do not fit ` +
+        `the cache ${dst.describe()}`);
     }
     for (const [c, x] of [[dst, k], [this.v[i], v]] as const) {
       check('KVCache.write', ['copy_strided'], c, x);
