@@ -20,7 +20,7 @@ t.test('a leaked tensor is reported with the stack that created it', { skip: bui
     console.log(JSON.stringify({ live: memory().cpu.live, tensors: memory().tensors }));
   `;
   const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script],
-    { env: { ...process.env, DD2_DEBUG_MEMORY: '1' }, encoding: 'utf8' });
+    { env: { ...process.env, DD2_DEBUG_MEMORY: '1', DD2_DEFAULT_DEVICE: 'cpu' }, encoding: 'utf8' });
   t.match(r.stderr, /leaked tensor float32\[1000\] on cpu was garbage-collected without dispose\(\); created at/, 'reported');
   t.match(r.stderr, /makeLeak/, 'with the creating function in the stack');
   t.match(r.stdout, /\{"live":0,"tensors":0\}/, 'its native storage released and the tensor count back to 0');
