@@ -6,6 +6,7 @@ import { isGradEnabled, keep, noGrad, tidy } from '../tensor/engine.js';
 import { native } from '../tensor/native.js';
 import { Tensor, type GradNode } from '../tensor/tensor.js';
 import { ones } from '../tensor/create.js';
+import { copy } from '../tensor/ops/shape.js';
 import { fmtShape, shapeEq } from '../tensor/shape.js';
 
 /** True when an op on these inputs should record a node. */
@@ -81,7 +82,7 @@ export function backward(root: Tensor, dy?: Tensor): void {
       if (!g) continue;
       grads.delete(t);
       if (!t.node) {
-        accumulateLeaf(t, g === dy ? copyOf(g) : g);
+        accumulateLeaf(t, g === dy ? copy(g) : g);
         continue;
       }
       const node = t.node;
@@ -101,7 +102,7 @@ export function backward(root: Tensor, dy?: Tensor): void {
           native.axpy(prev.id, gi.id, gi.size, 1);
           return;
         }
-        if (taken.has(gi) || gi === dy) gi = copyOf(gi);
+        if (taken.has(gi) || gi === dy) gi = copy(gi);
         taken.add(gi);
         grads.set(inp, gi);
       });
@@ -112,11 +113,6 @@ export function backward(root: Tensor, dy?: Tensor): void {
   });
 }
 
-function copyOf(t: Tensor): Tensor {
-  const out = ones(t.shape, { device: t.device });
-  native.storage_copy(out.storage.id, 0, t.id, 0, t.size * 4);
-  return out;
-}
 
 /** Clears `.grad` of the given tensors (disposing the gradient tensors). */
 export function zeroGrad(params: Iterable<Tensor>): void {
