@@ -49,7 +49,7 @@ export function makeTrainArCommand(): Command {
     .addOption(new Option('--heads <n>', 'override the number of attention heads').argParser(int('--heads')))
     .addOption(new Option('--class-dropout <p>', 'probability of replacing a label by the null class (for CFG)').default(0.1)
       .argParser(parseFloatArg('--class-dropout', { min: 0, below: 1 })))
-    .addOption(new Option('--dropout <p>', 'token, residual and MLP dropout (default: 0 for tiny/small, 0.1 for GPT-B/L)')
+    .addOption(new Option('--dropout <p>', 'token, residual and MLP dropout (default: 0 for tiny, 0.1 for small and GPT-B/L/XL)')
       .argParser(parseFloatArg('--dropout', { min: 0, below: 1 })))
     .addOption(new Option('--steps <n>', 'optimiser steps').default(d.steps).argParser(int('--steps')))
     .addOption(new Option('--batch-size <n>', 'images per micro-batch').default(d.batchSize).argParser(int('--batch-size')))
