@@ -5,8 +5,12 @@ import { packageVersion, versionReport } from './version.js';
 import { makePendingCommand } from './commands/pending.js';
 import { makeTrainTokenizerCommand } from './commands/train-tokenizer.js';
 import { makeTrainArCommand } from './commands/train-ar.js';
+import { makeTrainFeatnetCommand } from './commands/train-featnet.js';
 import { makeEncodeCommand } from './commands/encode.js';
 import { makeSampleCommand } from './commands/sample.js';
+import { makeDistillCommand } from './commands/distill.js';
+import { makeEvalCommand } from './commands/eval.js';
+import { makePipelineCommand } from './commands/pipeline.js';
 
 export function makeProgram(): Command {
   const program = new Command('dd2')
@@ -20,15 +24,17 @@ export function makeProgram(): Command {
     process.exit(0);
   });
   const train = new Command('train')
-    .description('train a VQ tokenizer or an AR teacher on a dataset (dd2 train tokenizer|ar)')
+    .description('train a VQ tokenizer, an AR teacher or a domain feature network (dd2 train tokenizer|ar|featnet)')
     .addCommand(makeTrainTokenizerCommand())
     .addCommand(makeTrainArCommand())
+    .addCommand(makeTrainFeatnetCommand())
     .exitOverride();
   program.addCommand(train);
   program.addCommand(makeEncodeCommand());
-  program.addCommand(makePendingCommand('distill', 'distill an AR teacher into a one-step generator with DD2 (adapt, GTS, CSD stages)'));
+  program.addCommand(makeDistillCommand());
   program.addCommand(makeSampleCommand());
-  program.addCommand(makePendingCommand('eval', 'evaluate samples: FID, IS, precision/recall, class accuracy, PPL and speed'));
+  program.addCommand(makeEvalCommand());
+  program.addCommand(makePipelineCommand());
   return program;
 }
 

@@ -145,14 +145,32 @@ export interface NativeModule {
   gather_backward(dx: number, dy: number, idx: number, outer: number, n: number, inner: number, k: number): void;
 
   // ---- convolution and resampling (cpu/conv.cpp), NCHW, groups = 1 ----
+  /** padW defaults to padH (zero padding of padH rows and padW columns on each side) */
   conv2d_forward(y: number, x: number, w: number, b: number, N: number, Cin: number, H: number, W: number,
-                 Cout: number, KH: number, KW: number, stride: number, pad: number): void;
+                 Cout: number, KH: number, KW: number, stride: number, padH: number, padW?: number): void;
   conv2d_backward_input(dx: number, dy: number, w: number, N: number, Cin: number, H: number, W: number,
-                        Cout: number, KH: number, KW: number, stride: number, pad: number): void;
+                        Cout: number, KH: number, KW: number, stride: number, padH: number, padW?: number): void;
   conv2d_backward_weight(dw: number, db: number, dy: number, x: number, N: number, Cin: number, H: number,
-                         W: number, Cout: number, KH: number, KW: number, stride: number, pad: number): void;
+                         W: number, Cout: number, KH: number, KW: number, stride: number, padH: number,
+                         padW?: number): void;
   upsample_nearest_forward(y: number, x: number, NC: number, H: number, W: number, factor: number): void;
   upsample_nearest_backward(dx: number, dy: number, NC: number, H: number, W: number, factor: number): void;
+
+  // ---- pooling and bilinear resizing (cpu/pool.cpp, cuda/pool.cu), NCHW as NC planes of H x W ----
+  /** window KH x KW, strides SH/SW, padding PH/PW (<= half the window); idx int32 (NC, OH, OW) = h * W + w */
+  max_pool2d_forward(y: number, idx: number, x: number, NC: number, H: number, W: number, KH: number, KW: number,
+                     SH: number, SW: number, PH: number, PW: number): void;
+  max_pool2d_backward(dx: number, dy: number, idx: number, NC: number, H: number, W: number, KH: number,
+                      KW: number, SH: number, SW: number, PH: number, PW: number): void;
+  avg_pool2d_forward(y: number, x: number, NC: number, H: number, W: number, KH: number, KW: number, SH: number,
+                     SW: number, PH: number, PW: number, countIncludePad: boolean): void;
+  avg_pool2d_backward(dx: number, dy: number, NC: number, H: number, W: number, KH: number, KW: number,
+                      SH: number, SW: number, PH: number, PW: number, countIncludePad: boolean): void;
+  /** (NC, H, W) -> (NC, OH, OW); mode 0 = half-pixel (PyTorch align_corners=False), 1 = asymmetric (TF1) */
+  resize_bilinear_forward(y: number, x: number, NC: number, H: number, W: number, OH: number, OW: number,
+                          mode: number): void;
+  resize_bilinear_backward(dx: number, dy: number, NC: number, H: number, W: number, OH: number, OW: number,
+                           mode: number): void;
 
   // ---- fused attention (cpu/attention.cpp, cuda/attention*.cu) ----
   /** q (BH, Tq, D), k/v (BH, Tk, D) -> o (BH, Tq, D), lse (BH, Tq) float32.
@@ -181,6 +199,34 @@ export interface NativeModule {
              eps: number, weightDecay: number, bc1: number, bc2: number): void;
   /** ema = decay * ema + (1 - decay) * p */
   ema_update(ema: number, p: number, n: number, decay: number): void;
+
+  // ---- float64 host linear algebra (cpu/linalg.cpp): plain Float64Arrays, not storages; row-major.
+  // LAPACK dsyevd_/cblas_dgemm from OpenBLAS via dlopen, else built-in (env DD2_LINALG=builtin forces it). ----
+  /** eigenvalues of the symmetric a (n x n, lower triangle read) ascending into w (n); with vectors, a is
+   *  overwritten so that row k is the unit eigenvector of w[k] (otherwise a is destroyed) */
+  sym_eig_f64(n: number, a: Float64Array, w: Float64Array, vectors: boolean): void;
+  /** c (M x N) = alpha * op(a) * op(b) + beta * c; op(a) is a (M x K) or, transposed, a stored K x M;
+   *  op(b) is b (K x N) or, transposed, b stored N x K; beta = 0 never reads c */
+  gemm_f64(c: Float64Array, a: Float64Array, b: Float64Array, M: number, N: number, K: number, transA: boolean,
+           transB: boolean, alpha: number, beta: number): void;
+  /** 'auto' | 'builtin' | 'lapack' */
+  linalg_set_backend(name: string): void;
+  linalg_backend(): 'lapack' | 'builtin';
+  linalg_backend_description(): string;
+
+  // ---- DD2 conditional denoiser and CSD gradient (cpu/cond-score.cpp); contracts in
+  // native/include/dd2/cpu/cond-score.h. x (N, C), t (N), code (V, C); probabilities either dense
+  // P (N, V) or sparse idx int32 (N, K) + val (N, K) (the unused form -1); C <= 64. ----
+  /** D (N, C) = E[c | x] under Σ_j p_j N(x; (1-t)c_j, t²I); lse (N) = logsumexp_j ℓ_j for the VJP */
+  cond_denoise_fwd(D: number, lse: number, x: number, t: number, code: number, P: number, idx: number, val: number,
+                   N: number, C: number, V: number, K: number): void;
+  /** gx (N, C) = (∂D/∂x)ᵀ g from the forward's lse and D */
+  cond_denoise_vjp(gx: number, g: number, x: number, t: number, code: number, P: number, idx: number, val: number,
+                   lse: number, D: number, N: number, C: number, V: number, K: number): void;
+  /** per-token SiD/CSD loss (N) and gradients gx, gDpsi (N, C), and Dphi = D(xt) (N, C) */
+  csd_grad(loss: number, gx: number, gDpsi: number, Dphi: number, x: number, xt: number, t: number, Dpsi: number,
+           code: number, P: number, idx: number, val: number, N: number, C: number, V: number, K: number,
+           alpha: number, scale: number, lambdaMin: number, detached: boolean): void;
 }
 
 function findAddon(): string {

@@ -8,17 +8,19 @@
 
 using namespace dd2;
 
-// Reads N, Cin, H, W, Cout, KH, KW, stride, pad from arguments k .. k+8 and validates them.
+// Reads N, Cin, H, W, Cout, KH, KW, stride, padH from arguments k .. k+8 and padW from k+9 (absent:
+// padW = padH, the square-padding form) and validates them.
 static Conv2dGeom read_geom(Args& a, size_t k) {
+    const int64_t padH = a.i64(k + 8), padW = a.absent(k + 9) ? padH : a.i64(k + 9);
     Conv2dGeom g{a.i64(k), a.i64(k + 1), a.i64(k + 2), a.i64(k + 3), a.i64(k + 4), a.i64(k + 5), a.i64(k + 6),
-                 a.i64(k + 7), a.i64(k + 8)};
+                 a.i64(k + 7), padH, padW};
     DD2_CHECK_RANGE(g.N >= 0 && g.Cin >= 0 && g.H >= 0 && g.W >= 0 && g.Cout >= 0, a.op(),
                     ": negative size (N ", g.N, ", Cin ", g.Cin, ", H ", g.H, ", W ", g.W, ", Cout ", g.Cout, ")");
     DD2_CHECK_RANGE(g.KH >= 1 && g.KW >= 1, a.op(), ": kernel ", g.KH, "x", g.KW, " must be at least 1x1");
-    DD2_CHECK_RANGE(g.stride >= 1 && g.pad >= 0, a.op(), ": stride ", g.stride, " must be >= 1 and padding ", g.pad,
-                    " >= 0");
-    DD2_CHECK_RANGE(g.H + 2 * g.pad >= g.KH && g.W + 2 * g.pad >= g.KW, a.op(), ": kernel ", g.KH, "x", g.KW,
-                    " is larger than the padded input ", g.H + 2 * g.pad, "x", g.W + 2 * g.pad);
+    DD2_CHECK_RANGE(g.stride >= 1 && g.padH >= 0 && g.padW >= 0, a.op(), ": stride ", g.stride,
+                    " must be >= 1 and padding (", g.padH, ", ", g.padW, ") >= 0");
+    DD2_CHECK_RANGE(g.H + 2 * g.padH >= g.KH && g.W + 2 * g.padW >= g.KW, a.op(), ": kernel ", g.KH, "x", g.KW,
+                    " is larger than the padded input ", g.H + 2 * g.padH, "x", g.W + 2 * g.padW);
     return g;
 }
 
@@ -26,7 +28,7 @@ static int64_t x_elems(const Conv2dGeom& g) { return g.N * g.Cin * g.H * g.W; }
 static int64_t y_elems(const Conv2dGeom& g) { return g.N * g.Cout * g.OH() * g.OW(); }
 static int64_t w_elems(const Conv2dGeom& g) { return g.Cout * g.Cin * g.KH * g.KW; }
 
-// conv2d_forward(y, x, w, b, N, Cin, H, W, Cout, KH, KW, stride, pad)
+// conv2d_forward(y, x, w, b, N, Cin, H, W, Cout, KH, KW, stride, padH[, padW])
 DD2_KERNEL(conv2d_forward, ON_CPU | DD2_CUDA_IF_BUILT) {
     Conv2dGeom g = read_geom(a, 4);
     a.need(0, y_elems(g) * 4);
@@ -37,7 +39,7 @@ DD2_KERNEL(conv2d_forward, ON_CPU | DD2_CUDA_IF_BUILT) {
                  conv2d_forward_f32_cuda(a.f32(0), a.f32(1), a.f32(2), a.f32_opt(3), g));
 }
 
-// conv2d_backward_input(dx, dy, w, N, Cin, H, W, Cout, KH, KW, stride, pad)
+// conv2d_backward_input(dx, dy, w, N, Cin, H, W, Cout, KH, KW, stride, padH[, padW])
 DD2_KERNEL(conv2d_backward_input, ON_CPU | DD2_CUDA_IF_BUILT) {
     Conv2dGeom g = read_geom(a, 3);
     a.need(0, x_elems(g) * 4);
@@ -47,7 +49,7 @@ DD2_KERNEL(conv2d_backward_input, ON_CPU | DD2_CUDA_IF_BUILT) {
                  conv2d_backward_input_f32_cuda(a.f32(0), a.f32(1), a.f32(2), g));
 }
 
-// conv2d_backward_weight(dw, db, dy, x, N, Cin, H, W, Cout, KH, KW, stride, pad)
+// conv2d_backward_weight(dw, db, dy, x, N, Cin, H, W, Cout, KH, KW, stride, padH[, padW])
 DD2_KERNEL(conv2d_backward_weight, ON_CPU | DD2_CUDA_IF_BUILT) {
     Conv2dGeom g = read_geom(a, 4);
     a.need(0, w_elems(g) * 4);

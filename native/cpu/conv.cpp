@@ -44,7 +44,9 @@ inline void valid_range(int64_t kw, int64_t W, int64_t OW, int64_t stride, int64
     hi = std::max(lo, hi);
 }
 
-inline bool is_pointwise(const Conv2dGeom& g) { return g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0; }
+inline bool is_pointwise(const Conv2dGeom& g) {
+    return g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padH == 0 && g.padW == 0;
+}
 
 // Images per chunk: col (CKK x OHW per image) plus the staged output (Cout x OHW) within the budget.
 int64_t chunk_images(const Conv2dGeom& g) {
@@ -53,11 +55,11 @@ int64_t chunk_images(const Conv2dGeom& g) {
     return std::max<int64_t>(1, std::min(g.N, nb));
 }
 
-// col[q, b*OHW + oh*OW + ow] = x[b, c, oh*s - p + kh, ow*s - p + kw] (0 outside), q = (c, kh, kw);
+// col[q, b*OHW + oh*OW + ow] = x[b, c, oh*s - ph + kh, ow*s - pw + kw] (0 outside), q = (c, kh, kw);
 // x points at the chunk's first image, ld is the row length of col (nb * OHW).
 void im2col(float* col, int64_t ld, const float* x, int64_t nb, const Conv2dGeom& g) {
     const int64_t OH = g.OH(), OW = g.OW(), OHW = OH * OW, KK = g.KH * g.KW, CKK = g.Cin * KK;
-    const int64_t H = g.H, W = g.W, s = g.stride, p = g.pad;
+    const int64_t H = g.H, W = g.W, s = g.stride, ph = g.padH, pw = g.padW;
     parallel_for(nb * CKK, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, OHW)), [&](int64_t rb, int64_t re) {
         for (int64_t r = rb; r < re; ++r) {
             const int64_t b = r / CKK, q = r % CKK;
@@ -65,15 +67,15 @@ void im2col(float* col, int64_t ld, const float* x, int64_t nb, const Conv2dGeom
             const float* plane = x + (b * g.Cin + c) * H * W;
             float* dst = col + q * ld + b * OHW;
             int64_t lo, hi;
-            valid_range(kw, W, OW, s, p, lo, hi);
+            valid_range(kw, W, OW, s, pw, lo, hi);
             for (int64_t oh = 0; oh < OH; ++oh) {
                 float* d = dst + oh * OW;
-                const int64_t ih = oh * s - p + kh;
+                const int64_t ih = oh * s - ph + kh;
                 if (ih < 0 || ih >= H) {
                     std::memset(d, 0, sizeof(float) * OW);
                     continue;
                 }
-                const int64_t base = ih * W - p + kw;  // plane[base + ow*s]: input column ow*s - p + kw
+                const int64_t base = ih * W - pw + kw;  // plane[base + ow*s]: input column ow*s - pw + kw
                 for (int64_t ow = 0; ow < lo; ++ow) d[ow] = 0.0f;
                 if (s == 1) {
                     for (int64_t ow = lo; ow < hi; ++ow) d[ow] = plane[base + ow];
@@ -90,7 +92,7 @@ void im2col(float* col, int64_t ld, const float* x, int64_t nb, const Conv2dGeom
 // One task per (image, channel) plane, so tasks never write the same element.
 void col2im(float* dx, const float* col, int64_t ld, int64_t nb, const Conv2dGeom& g) {
     const int64_t OH = g.OH(), OW = g.OW(), OHW = OH * OW;
-    const int64_t H = g.H, W = g.W, s = g.stride, p = g.pad;
+    const int64_t H = g.H, W = g.W, s = g.stride, ph = g.padH, pw = g.padW;
     const int64_t work = g.KH * g.KW * OHW + H * W;
     parallel_for(nb * g.Cin, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, work)), [&](int64_t tb, int64_t te) {
         for (int64_t t = tb; t < te; ++t) {
@@ -101,11 +103,11 @@ void col2im(float* dx, const float* col, int64_t ld, int64_t nb, const Conv2dGeo
                 for (int64_t kw = 0; kw < g.KW; ++kw) {
                     const float* src = col + ((c * g.KH + kh) * g.KW + kw) * ld + b * OHW;
                     int64_t lo, hi;
-                    valid_range(kw, W, OW, s, p, lo, hi);
+                    valid_range(kw, W, OW, s, pw, lo, hi);
                     for (int64_t oh = 0; oh < OH; ++oh) {
-                        const int64_t ih = oh * s - p + kh;
+                        const int64_t ih = oh * s - ph + kh;
                         if (ih < 0 || ih >= H) continue;
-                        const int64_t base = ih * W - p + kw;
+                        const int64_t base = ih * W - pw + kw;
                         const float* sr = src + oh * OW;
                         if (s == 1) {
                             for (int64_t ow = lo; ow < hi; ++ow) plane[base + ow] += sr[ow];

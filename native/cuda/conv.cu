@@ -45,16 +45,19 @@ int64_t col_budget_bytes() {
 // Per-image geometry in the kernel's index type (converts from Dims<int64_t> at launch).
 template <typename I>
 struct Dims {
-    I Cin, H, W, KH, KW, s, p, OH, OW;
+    I Cin, H, W, KH, KW, s, ph, pw, OH, OW;
     explicit Dims(const Conv2dGeom& g)
-        : Cin(g.Cin), H(g.H), W(g.W), KH(g.KH), KW(g.KW), s(g.stride), p(g.pad), OH(g.OH()), OW(g.OW()) {}
+        : Cin(g.Cin), H(g.H), W(g.W), KH(g.KH), KW(g.KW), s(g.stride), ph(g.padH), pw(g.padW), OH(g.OH()),
+          OW(g.OW()) {}
     template <typename J>
     Dims(const Dims<J>& o)
-        : Cin((I)o.Cin), H((I)o.H), W((I)o.W), KH((I)o.KH), KW((I)o.KW), s((I)o.s), p((I)o.p), OH((I)o.OH),
-          OW((I)o.OW) {}
+        : Cin((I)o.Cin), H((I)o.H), W((I)o.W), KH((I)o.KH), KW((I)o.KW), s((I)o.s), ph((I)o.ph), pw((I)o.pw),
+          OH((I)o.OH), OW((I)o.OW) {}
 };
 
-inline bool is_pointwise(const Conv2dGeom& g) { return g.KH == 1 && g.KW == 1 && g.stride == 1 && g.pad == 0; }
+inline bool is_pointwise(const Conv2dGeom& g) {
+    return g.KH == 1 && g.KW == 1 && g.stride == 1 && g.padH == 0 && g.padW == 0;
+}
 
 // Images per chunk: col (CKK x OHW per image) plus the staged output (Cout x OHW) within the budget.
 int64_t chunk_images(const Conv2dGeom& g) {
@@ -63,7 +66,7 @@ int64_t chunk_images(const Conv2dGeom& g) {
     return std::max<int64_t>(1, std::min(g.N, nb));
 }
 
-// col[q, b*OHW + oh*OW + ow] = x[b, c, oh*s - p + kh, ow*s - p + kw] (0 outside), q = (c, kh, kw);
+// col[q, b*OHW + oh*OW + ow] = x[b, c, oh*s - ph + kh, ow*s - pw + kw] (0 outside), q = (c, kh, kw);
 // one thread per col element (total = CKK * ld, ld = nb * OHW).
 template <typename I>
 __global__ void im2col_kernel(float* col, I ld, const float* x, Dims<I> d, I total) {
@@ -73,7 +76,7 @@ __global__ void im2col_kernel(float* col, I ld, const float* x, Dims<I> d, I tot
         const I b = rest / OHW, pix = rest - b * OHW;
         const I oh = pix / d.OW, ow = pix - oh * d.OW;
         const I c = q / KK, kk = q - c * KK, kh = kk / d.KW, kw = kk - kh * d.KW;
-        const I ih = oh * d.s - d.p + kh, iw = ow * d.s - d.p + kw;
+        const I ih = oh * d.s - d.ph + kh, iw = ow * d.s - d.pw + kw;
         col[e] = (ih >= 0 && ih < d.H && iw >= 0 && iw < d.W) ? x[((b * d.Cin + c) * d.H + ih) * d.W + iw] : 0.0f;
     }
 }
@@ -90,11 +93,11 @@ __global__ void col2im_kernel(float* dx, const float* col, I ld, Dims<I> d, I to
         const float* cb = col + b * OHW;
         float acc = 0.0f;
         for (I kh = 0; kh < d.KH; ++kh) {
-            const I hs = ih + d.p - kh;   // oh * s
+            const I hs = ih + d.ph - kh;   // oh * s
             if (hs < 0 || hs % d.s != 0 || hs / d.s >= d.OH) continue;
             const I oh = hs / d.s;
             for (I kw = 0; kw < d.KW; ++kw) {
-                const I ws = iw + d.p - kw;
+                const I ws = iw + d.pw - kw;
                 if (ws < 0 || ws % d.s != 0 || ws / d.s >= d.OW) continue;
                 acc += cb[((c * d.KH + kh) * d.KW + kw) * ld + oh * d.OW + ws / d.s];
             }

@@ -18,11 +18,11 @@ t.test('dd2 CLI', { skip: built ? false : 'dist/ not built (run npm run build)' 
 
   const h = run('--help');
   t.equal(h.status, 0, '--help exits 0');
-  for (const c of ['train', 'distill', 'sample', 'eval']) t.match(h.stdout, new RegExp(`\\n  ${c} +\\S`), `--help lists ${c}`);
+  for (const c of ['train', 'distill', 'sample', 'eval', 'pipeline']) t.match(h.stdout, new RegExp(`\\n  ${c} +\\S`), `--help lists ${c}`);
 
-  const p = run('distill', '--teacher', 'x.safetensors');
-  t.equal(p.status, 1, 'an unimplemented command exits 1');
-  t.match(p.stderr, /not implemented yet/, 'and says so');
+  const p = run('distill', '--teacher', 'no-such-teacher.safetensors');
+  t.not(p.status, 0, 'distill with a missing teacher fails');
+  t.match(p.stderr, /no-such-teacher\.safetensors/, 'and names the file');
 
   const u = run('frobnicate');
   t.equal(u.status, 2, 'an unknown command is a usage error');

@@ -1,5 +1,6 @@
 // conv2d and upsampleNearest: forward against a direct float64 seven-loop convolution, gradients for
-// x, w and b against finite differences; kernel sizes 1, 3 and 4, strides 1 and 2, padding 0 and 1,
+// x, w and b against finite differences; kernel sizes 1, 3 and 4 and rectangular 1x7 / 7x1 / 1x3 / 3x1 / 3x5,
+// strides 1 and 2, padding 0 and 1 and per-axis (0, 3) / (3, 0) / (1, 2) (Inception's factorised convolutions),
 // odd spatial sizes, both GEMM backends, image chunking (small column budget), and shape errors.
 import t, { type Test } from 'tap';
 import { conv2d, upsampleNearest } from '../../lib/tensor/ops/conv.js';
@@ -9,15 +10,15 @@ import { memory, tidy } from '../../lib/tensor/engine.js';
 import { native } from '../../lib/tensor/native.js';
 import { checkOp } from '../harness/gradcheck.js';
 import { expectCloseScaled, Rng, EPS32 } from '../harness/compare.js';
-import { conv2dAbsRef, conv2dRef, upsampleNearestRef, type ConvDims } from '../ref/conv.js';
+import { conv2dAbsRef, conv2dRef, upsampleNearestRef, type ConvDims, type ConvPad } from '../ref/conv.js';
 
 const rng = new Rng(31);
 const before = memory();
 // Tests outside checkOp (which skips by itself) are skipped where the default device lacks the kernels.
 const skip = supports('conv2d_forward', getDefaultDevice()) ? false : `conv kernels are not available on ${getDefaultDevice()}`;
 
-// [N, Cin, H, W, Cout, KH, KW, stride, pad, bias]
-type Case = [number, number, number, number, number, number, number, number, number, boolean];
+// [N, Cin, H, W, Cout, KH, KW, stride, pad (P or [PH, PW]), bias]
+type Case = [number, number, number, number, number, number, number, number, ConvPad, boolean];
 const cases: Case[] = [
   [2, 3, 7, 5, 8, 3, 3, 1, 1, true],    // 3x3 same-size
   [2, 3, 7, 5, 8, 3, 3, 2, 1, true],    // 3x3 stride 2
@@ -31,10 +32,18 @@ const cases: Case[] = [
   [2, 3, 7, 5, 3, 4, 4, 2, 1, false],   // 4x4 stride 2, odd sizes (floor)
   [1, 3, 3, 3, 3, 3, 3, 1, 0, true],    // kernel covers the whole input: 1x1 output
   [2, 1, 2, 3, 3, 3, 3, 1, 1, false],   // kernel larger than the input, fits the padded input
+  [2, 3, 6, 9, 4, 1, 7, 1, [0, 3], true],   // Inception 1x7, padding (0, 3): same size
+  [2, 3, 9, 6, 4, 7, 1, 1, [3, 0], true],   // Inception 7x1, padding (3, 0)
+  [2, 4, 5, 6, 3, 1, 3, 1, [0, 1], false],  // Inception E 1x3, padding (0, 1)
+  [2, 4, 6, 5, 3, 3, 1, 1, [1, 0], true],   // Inception E 3x1, padding (1, 0)
+  [1, 2, 4, 3, 3, 1, 7, 1, [0, 3], true],   // 1x7 wider than the input (fits the padded width)
+  [2, 2, 7, 8, 3, 3, 5, 2, [1, 2], true],   // 3x5 stride 2, padding (1, 2)
+  [1, 2, 5, 6, 2, 3, 3, 2, [0, 1], true],   // square kernel, padding only along W
 ];
 const dims = (c: Case): ConvDims => ({ N: c[0], Cin: c[1], H: c[2], W: c[3], Cout: c[4], KH: c[5], KW: c[6] });
 const name = (c: Case): string =>
-  `conv2d x[${c[0]},${c[1]},${c[2]},${c[3]}] w[${c[4]},${c[1]},${c[5]},${c[6]}] s=${c[7]} p=${c[8]}${c[9] ? ' +b' : ''}`;
+  `conv2d x[${c[0]},${c[1]},${c[2]},${c[3]}] w[${c[4]},${c[1]},${c[5]},${c[6]}] s=${c[7]} ` +
+  `p=${typeof c[8] === 'number' ? c[8] : `(${c[8].join(',')})`}${c[9] ? ' +b' : ''}`;
 
 // Forward: dot products of <= 72 float32 terms in [-1, 1], outputs up to ~6; measured max |err| 1.7e-6
 // (Cin = Cout = 8, a few ulp of the partial sums), worst/tol 0.37 under atol 2e-6 + rtol 1e-6.
@@ -82,9 +91,11 @@ t.test('conv2d in image chunks (small column budget): chunk boundaries, one-imag
   // a budget of 1 byte -> one image per chunk.
   const c3: Case = [5, 3, 7, 5, 4, 3, 3, 1, 1, true];
   const c4: Case = [5, 2, 6, 7, 3, 4, 4, 2, 1, true];
+  const c5: Case = [5, 2, 6, 7, 3, 7, 1, 1, [3, 0], true];
   try {
-    for (const c of [c3, c4]) {
-      const OH = Math.floor((c[2] + 2 * c[8] - c[5]) / c[7]) + 1, OW = Math.floor((c[3] + 2 * c[8] - c[6]) / c[7]) + 1;
+    for (const c of [c3, c4, c5]) {
+      const [ph, pw] = typeof c[8] === 'number' ? [c[8], c[8]] : c[8];
+      const OH = Math.floor((c[2] + 2 * ph - c[5]) / c[7]) + 1, OW = Math.floor((c[3] + 2 * pw - c[6]) / c[7]) + 1;
       const perImage = (c[1] * c[5] * c[6] + c[4]) * OH * OW * 4;
       process.env.DD2_CONV_COL_BYTES = String(2 * perImage + 4);
       convCase(t, c, ' [2 images per chunk]');
@@ -129,6 +140,11 @@ t.test('conv2d shape errors', { skip }, async (t) => {
     t.throws(() => conv2d(x, w, tensor(rng.uniform(3), [3])), /bias \[3\] must be \[4\]/);
     t.throws(() => conv2d(x, w, null, { stride: 0 }), /stride must be an integer >= 1, got 0/);
     t.throws(() => conv2d(x, w, null, { padding: -1 }), /padding must be an integer >= 0, got -1/);
+    t.throws(() => conv2d(x, w, null, { padding: [1, -2] }), /padding must be an integer >= 0, got -2/);
+    t.throws(() => conv2d(x, w, null, { padding: [1] as unknown as [number, number] }),
+      /padding must be a number or \[padH, padW\], got \[1\]/);
+    t.throws(() => conv2d(tensor(rng.uniform(2 * 3 * 5 * 1), [2, 3, 5, 1]), w, null, { padding: [1, 0] }),
+      { name: 'RangeError', message: /kernel 3x3 does not fit the padded input 7x1 .*padding \(1, 0\)/ });
     t.throws(() => conv2d(tensor(rng.uniform(75), [3, 5, 5]), w), /input must be 4-D \(N, Cin, H, W\), got \[3, 5, 5\]/);
     t.throws(() => conv2d(x, tensor(rng.uniform(12), [4, 3])), /weight must be 4-D/);
   });

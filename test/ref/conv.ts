@@ -7,11 +7,16 @@ export function convOutSize(n: number, k: number, stride: number, pad: number): 
   return Math.floor((n + 2 * pad - k) / stride) + 1;
 }
 
-/** y (N, Cout, OH, OW) = sum over (ci, kh, kw) of x[n, ci, oh*s - p + kh, ow*s - p + kw] w[co, ci, kh, kw] + b[co] */
+/** Padding P (both axes) or [PH, PW]. */
+export type ConvPad = number | readonly [number, number];
+const padPair = (pad: ConvPad): [number, number] => (typeof pad === 'number' ? [pad, pad] : [pad[0], pad[1]]);
+
+/** y (N, Cout, OH, OW) = sum over (ci, kh, kw) of x[n, ci, oh*s - ph + kh, ow*s - pw + kw] w[co, ci, kh, kw] + b[co] */
 export function conv2dRef(x: Float64Array, w: Float64Array, b: Float64Array | null, d: ConvDims, stride: number,
-                          pad: number): Float64Array {
+                          pad: ConvPad): Float64Array {
   const { N, Cin, H, W, Cout, KH, KW } = d;
-  const OH = convOutSize(H, KH, stride, pad), OW = convOutSize(W, KW, stride, pad);
+  const [ph, pw] = padPair(pad);
+  const OH = convOutSize(H, KH, stride, ph), OW = convOutSize(W, KW, stride, pw);
   const y = new Float64Array(N * Cout * OH * OW);
   for (let n = 0; n < N; n++) {
     for (let co = 0; co < Cout; co++) {
@@ -20,10 +25,10 @@ export function conv2dRef(x: Float64Array, w: Float64Array, b: Float64Array | nu
           let s = b ? b[co] : 0;
           for (let ci = 0; ci < Cin; ci++) {
             for (let kh = 0; kh < KH; kh++) {
-              const ih = oh * stride - pad + kh;
+              const ih = oh * stride - ph + kh;
               if (ih < 0 || ih >= H) continue;
               for (let kw = 0; kw < KW; kw++) {
-                const iw = ow * stride - pad + kw;
+                const iw = ow * stride - pw + kw;
                 if (iw < 0 || iw >= W) continue;
                 s += x[((n * Cin + ci) * H + ih) * W + iw] * w[((co * Cin + ci) * KH + kh) * KW + kw];
               }
@@ -39,7 +44,7 @@ export function conv2dRef(x: Float64Array, w: Float64Array, b: Float64Array | nu
 
 /** Per-output bound sum |x w| + |b| (the scale of float32 rounding in the dot product). */
 export function conv2dAbsRef(x: Float64Array, w: Float64Array, b: Float64Array | null, d: ConvDims, stride: number,
-                             pad: number): Float64Array {
+                             pad: ConvPad): Float64Array {
   return conv2dRef(x.map(Math.abs), w.map(Math.abs), b ? b.map(Math.abs) : null, d, stride, pad);
 }
 

@@ -1,6 +1,7 @@
 // 2-D convolution and nearest-neighbour upsampling, NCHW layout.
 //   conv2d(x (N, Cin, H, W), w (Cout, Cin, KH, KW), b? (Cout)) -> (N, Cout, OH, OW),
-//   OH = floor((H + 2·padding − KH) / stride) + 1, likewise OW; groups = 1 only.
+//   OH = floor((H + 2·PH − KH) / stride) + 1, OW = floor((W + 2·PW − KW) / stride) + 1 with
+//   padding = P (PH = PW = P) or [PH, PW] (zero padding per axis, as PyTorch's padding=(PH, PW)); groups = 1 only.
 //   upsampleNearest(x (N, C, H, W), f) -> (N, C, H·f, W·f).
 import { native } from '../native.js';
 import { Tensor } from '../tensor.js';
@@ -10,7 +11,7 @@ import { record } from '../../autograd/tape.js';
 import { fmtShape } from '../shape.js';
 import { contiguous } from './shape.js';
 
-export interface Conv2dOptions { stride?: number; padding?: number; groups?: number }
+export interface Conv2dOptions { stride?: number; padding?: number | readonly [number, number]; groups?: number }
 
 function positiveInt(op: string, name: string, v: number, min: number): number {
   if (!Number.isInteger(v) || v < min) throw new RangeError(`dd2: ${op}: ${name} must be an integer >= ${min}, got ${v}`);
@@ -24,7 +25,13 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
   expectDtype('conv2d', w, 'float32', 'weight');
   if (b) expectDtype('conv2d', b, 'float32', 'bias');
   const stride = positiveInt('conv2d', 'stride', opts.stride ?? 1, 1);
-  const pad = positiveInt('conv2d', 'padding', opts.padding ?? 0, 0);
+  const padding = opts.padding ?? 0;
+  if (typeof padding !== 'number' && (!Array.isArray(padding) || padding.length !== 2)) {
+    throw new RangeError(`dd2: conv2d: padding must be a number or [padH, padW], got ${JSON.stringify(padding)}`);
+  }
+  const [ph, pw] = typeof padding === 'number' ? [padding, padding] : padding;
+  positiveInt('conv2d', 'padding', ph, 0);
+  positiveInt('conv2d', 'padding', pw, 0);
   if ((opts.groups ?? 1) !== 1) {
     throw new RangeError(`dd2: conv2d: groups = ${opts.groups} is not supported (only groups = 1)`);
   }
@@ -41,12 +48,12 @@ export function conv2d(x: Tensor, w: Tensor, b?: Tensor | null, opts: Conv2dOpti
   if (b && (b.rank !== 1 || b.shape[0] !== Cout)) {
     throw new RangeError(`dd2: conv2d: bias ${fmtShape(b.shape)} must be [${Cout}] for weight ${fmtShape(w.shape)}`);
   }
-  if (KH < 1 || KW < 1 || KH > H + 2 * pad || KW > W + 2 * pad) {
+  if (KH < 1 || KW < 1 || KH > H + 2 * ph || KW > W + 2 * pw) {
     throw new RangeError(`dd2: conv2d: kernel ${KH}x${KW} does not fit the padded input ` +
-      `${H + 2 * pad}x${W + 2 * pad} (input ${fmtShape(x.shape)}, padding ${pad})`);
+      `${H + 2 * ph}x${W + 2 * pw} (input ${fmtShape(x.shape)}, padding ${ph === pw ? ph : `(${ph}, ${pw})`})`);
   }
-  const OH = Math.floor((H + 2 * pad - KH) / stride) + 1, OW = Math.floor((W + 2 * pad - KW) / stride) + 1;
-  const geom = [N, Cin, H, W, Cout, KH, KW, stride, pad] as const;
+  const OH = Math.floor((H + 2 * ph - KH) / stride) + 1, OW = Math.floor((W + 2 * pw - KW) / stride) + 1;
+  const geom = [N, Cin, H, W, Cout, KH, KW, stride, ph, pw] as const;
   const xc = contiguous(x), wc = contiguous(w), bc = b ? contiguous(b) : null;
   const out = empty([N, Cout, OH, OW], { device: x.device });
   native.conv2d_forward(out.id, xc.id, wc.id, bc ? bc.id : -1, ...geom);

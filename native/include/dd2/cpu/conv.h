@@ -1,6 +1,6 @@
 // 2-D convolution (NCHW, groups = 1) and nearest-neighbour upsampling on the CPU, float32.
 // Letters: N images, Cin/Cout channels, H x W input, KH x KW kernel, OH x OW output with
-// OH = (H + 2*pad - KH) / stride + 1 (floor), likewise OW; NC = N * C planes for upsampling, f factor.
+// OH = (H + 2*padH - KH) / stride + 1 (floor), OW likewise with padW (zero padding per axis); NC = N * C planes for upsampling, f factor.
 // Convolution runs as im2col + GEMM over chunks of images (bounded column buffer).
 #pragma once
 #include <cstdint>
@@ -8,9 +8,9 @@
 namespace dd2 {
 
 struct Conv2dGeom {
-    int64_t N, Cin, H, W, Cout, KH, KW, stride, pad;
-    int64_t OH() const { return (H + 2 * pad - KH) / stride + 1; }
-    int64_t OW() const { return (W + 2 * pad - KW) / stride + 1; }
+    int64_t N, Cin, H, W, Cout, KH, KW, stride, padH, padW;
+    int64_t OH() const { return (H + 2 * padH - KH) / stride + 1; }
+    int64_t OW() const { return (W + 2 * padW - KW) / stride + 1; }
 };
 
 // y (N, Cout, OH, OW) = conv(x (N, Cin, H, W), w (Cout, Cin, KH, KW)) + b (Cout; nullptr = none)

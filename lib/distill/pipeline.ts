@@ -1,0 +1,219 @@
+// The `dd2 distill` run folder (METHOD §6.1): stage 0 (adapt: continuous-input teacher), stage 1 (GTS: the
+// AR-diffusion model ψ0) and stage 2 (CSD: the one-step generator), each in its own subfolder (adapt/, gts/,
+// csd/) with its own run.json, log.jsonl and checkpoints, resumable, and skipped when its final file exists.
+// Final files at the top of the run folder:
+//   teacher-continuous.safetensors  the adapted teacher (stage 0; the teacher of stages 1 and 2)
+//   ar-diffusion.safetensors        ψ0 (stage 1)
+//   marginals.safetensors           per-position token marginals of stage 1's teacher-sample pool
+//   generator.safetensors           the EMA generator (stage 2), guidance.safetensors the guidance network
+// plus run.json (the options) and log.jsonl (one record per stage event).
+import { existsSync } from 'node:fs';
+import type { Tensor } from '../tensor/tensor.js';
+import { keep, noGrad, tidy } from '../tensor/engine.js';
+import { Generator } from '../tensor/random.js';
+import { contiguous } from '../tensor/ops/shape.js';
+import { RunDir } from '../io/checkpoint.js';
+import { loadGPTWithMeta } from '../models/gpt.js';
+import { loadVQ } from '../models/vq.js';
+import { loadContinuousGPT, saveContinuousGPT } from '../models/continuous-gpt.js';
+import { ARDiffusion, loadARDiffusion, saveARDiffusion } from '../models/ar-diffusion.js';
+import { estimateMarginals, saveMarginals } from '../sample/dd2-sample.js';
+import { defaultTestTokens, readTokenCache, sliceCache, type TokenCache } from '../train/ar.js';
+import { defaultAdaptOptions, runAdapt, type AdaptOptions, type StageHooks } from './adapt.js';
+import { defaultGtsOptions, runGTS, type GtsOptions } from './gts.js';
+import { defaultCsdOptions, runCSD, type CsdOptions } from './csd.js';
+import { ARScoreTeacher, type TeacherSampling } from './teacher.js';
+
+export type Stage = 'all' | 'adapt' | 'gts' | 'csd';
+export const STAGES: readonly Stage[] = ['all', 'adapt', 'gts', 'csd'];
+
+export interface HeadOptions { width: number; depth: number; freqDim: number }
+
+export interface DistillOptions {
+  /** the AR teacher (a 'gpt' checkpoint from dd2 train ar) */
+  teacher: string;
+  /** its VQ tokenizer (default: the one recorded in the teacher checkpoint) */
+  tokenizer?: string;
+  /** token caches for stage 0 (default: the teacher run's --tokens, recorded in its checkpoint) */
+  tokens?: string;
+  testTokens?: string;
+  stage: Stage;
+  /** the teacher's sampling settings: probability vectors of the scores and the stage-1 samples */
+  sampling: TeacherSampling;
+  /** the MLP head of ψ0 (and so of the generator and the guidance network) */
+  head: HeadOptions;
+  adapt: AdaptOptions;
+  gts: GtsOptions;
+  csd: CsdOptions;
+}
+
+export const defaultHead: HeadOptions = { width: 128, depth: 2, freqDim: 128 };
+export const defaultSampling: TeacherSampling = { cfg: 2.0, topK: 0, topP: 1.0, temperature: 1.0 };
+
+export function defaultDistillOptions(teacher: string): DistillOptions {
+  return { teacher, stage: 'all', sampling: { ...defaultSampling }, head: { ...defaultHead }, adapt: { ...defaultAdaptOptions },
+    gts: { ...defaultGtsOptions }, csd: { ...defaultCsdOptions } };
+}
+
+export interface DistillResult {
+  finished: boolean;
+  runDir: string;
+  /** stages run in this call and stages skipped because their final file existed */
+  ran: string[];
+  skipped: string[];
+  files: Record<string, string>;
+  /** per stage: the figures it reported (NLLs, losses, seconds per step) */
+  adapt?: Record<string, number>;
+  gts?: Record<string, number>;
+  csd?: Record<string, number>;
+}
+
+/** A stage's folder: opened when it exists (resume), created otherwise. */
+function stageDir(run: RunDir, name: string, config: unknown): RunDir {
+  const dir = run.path(name);
+  return existsSync(`${dir}/run.json`) ? RunDir.open(dir) : RunDir.create(dir, config);
+}
+
+/** The file names of a finished run. */
+export function finalFiles(run: RunDir): Record<'teacher' | 'arDiffusion' | 'marginals' | 'generator' | 'guidance', string> {
+  return {
+    teacher: run.path('teacher-continuous.safetensors'), arDiffusion: run.path('ar-diffusion.safetensors'),
+    marginals: run.path('marginals.safetensors'), generator: run.path('generator.safetensors'), guidance: run.path('guidance.safetensors'),
+  };
+}
+
+/** Whether a stage's folder holds checkpoints of an unfinished run (then --resume is needed to go on). */
+export function stageInProgress(run: RunDir, stage: 'adapt' | 'gts' | 'csd'): boolean {
+  const names = { adapt: ['fit', 'tune'], gts: ['gts'], csd: ['csd'] }[stage];
+  return names.some((n) => existsSync(run.path(stage, `${n}-latest.json`)));
+}
+
+/** The teacher's token caches for stage 0: the given paths, else the ones recorded in the teacher checkpoint. */
+function tokenCaches(o: DistillOptions, recorded: string | undefined): { train: TokenCache; test: TokenCache } {
+  const path = o.tokens ?? recorded;
+  if (!path) throw new Error(`dd2: distill: no token cache for stage 0: pass --tokens (the teacher ${o.teacher} records none)`);
+  if (!existsSync(path)) throw new Error(`dd2: distill: token cache ${path} does not exist (--tokens)`);
+  const all = readTokenCache(path);
+  const testPath = o.testTokens ?? defaultTestTokens(path);
+  if (testPath && existsSync(testPath)) return { train: all, test: readTokenCache(testPath) };
+  const cut = all.n - Math.max(1, Math.floor(all.n / 10));
+  return { train: sliceCache(all, 0, cut, 'train'), test: sliceCache(all, cut, all.n, 'held-out') };
+}
+
+export interface DistillHooks extends StageHooks {
+  /** the stage that hooks.stopAfter applies to (tests of --resume) */
+  stopStage?: 'adapt' | 'gts' | 'csd';
+}
+
+/**
+ * Runs the requested stages in `run` (stages before the requested one must have their final files unless
+ * the stage is 'all'). Stages whose final file exists are skipped; an unfinished stage continues from its
+ * checkpoint. hooks.stopAfter stops stage hooks.stopStage after that many steps of this call.
+ */
+export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks = {}): DistillResult {
+  const files = finalFiles(run);
+  const res: DistillResult = { finished: false, runDir: run.dir, ran: [], skipped: [], files: {} };
+  const want = (s: 'adapt' | 'gts' | 'csd'): boolean => o.stage === 'all' || o.stage === s;
+  const { model: gpt0, meta: gptMeta } = loadGPTWithMeta(o.teacher);
+  const tokenizer = o.tokenizer ?? gptMeta.tokenizer;
+  gpt0.dispose();
+  if (!tokenizer) throw new Error(`dd2: distill: the teacher ${o.teacher} records no tokenizer; pass --tokenizer`);
+  if (!existsSync(tokenizer)) throw new Error(`dd2: distill: tokenizer ${tokenizer} does not exist (--tokenizer)`);
+  const codebook: Tensor = noGrad(() => {
+    const vq = loadVQ(tokenizer);
+    try { return keep(tidy(() => contiguous(vq.codes()))); } finally { vq.dispose(); }
+  });
+  const teacherStep = (gptMeta as { step?: number }).step ?? 0;
+  const recordedTokens = ((gptMeta.options ?? {}) as { tokens?: string }).tokens;
+  const stageHooks = (s: 'adapt' | 'gts' | 'csd'): StageHooks => ({ ...hooks, stopAfter: s === hooks.stopStage ? hooks.stopAfter : undefined });
+  const stopped = (finished: boolean): boolean => !finished;
+  try {
+    // ---- stage 0: continuous-input adaptation
+    if (want('adapt')) {
+      if (existsSync(files.teacher)) res.skipped.push('adapt');
+      else {
+        const { model: gpt } = loadGPTWithMeta(o.teacher);
+        const { train, test } = tokenCaches(o, recordedTokens);
+        const dir = stageDir(run, 'adapt', { stage: 'adapt', teacher: o.teacher, tokenizer, tokens: train.path, options: o.adapt });
+        run.log({ event: 'stage start', stage: 'adapt' });
+        let r;
+        try { r = runAdapt(dir, gpt, codebook, train, test, o.adapt, stageHooks('adapt')); } finally { gpt.dispose(); }
+        try {
+          res.ran.push('adapt');
+          res.adapt = { nllGPT: r.nllGPT, nllFit: r.nllFit, nllTuned: r.nllTuned, fitMse: r.fitLoss, tuneLoss: r.tuneLoss,
+            secondsPerTuneStep: r.secondsPerTuneStep, seconds: r.seconds };
+          if (stopped(r.finished)) return res;
+          saveContinuousGPT(files.teacher, r.model, { step: teacherStep, role: 'teacher', tokenizer });
+          run.log({ event: 'stage done', stage: 'adapt', ...res.adapt });
+        } finally {
+          r.model.dispose();
+        }
+      }
+    }
+    const needTeacher = want('gts') || want('csd');
+    if (!needTeacher) { res.finished = true; return res; }
+    if (!existsSync(files.teacher)) {
+      throw new Error(`dd2: distill: ${files.teacher} is missing: run --stage adapt (or all) in this folder first`);
+    }
+    const teacher = new ARScoreTeacher(loadContinuousGPT(files.teacher).model, codebook, o.sampling);
+    try {
+      // ---- stage 1: AR-diffusion tuning with the GTS loss
+      if (want('gts')) {
+        if (existsSync(files.arDiffusion) && existsSync(files.marginals)) res.skipped.push('gts');
+        else {
+          const dir = stageDir(run, 'gts', { stage: 'gts', sampling: o.sampling, head: o.head, options: o.gts });
+          const psi = ARDiffusion.fromTeacher(teacher.model, o.head, new Generator(o.gts.seed + 7));
+          run.log({ event: 'stage start', stage: 'gts' });
+          try {
+            const r = runGTS(dir, teacher, psi, o.gts, stageHooks('gts'));
+            res.ran.push('gts');
+            res.gts = { loss: r.loss, secondsPerHeadStep: r.secondsPerHeadStep, secondsPerFullStep: r.secondsPerFullStep,
+              poolSeconds: r.poolSeconds, pool: r.pool.S, seconds: r.seconds };
+            if (stopped(r.finished)) return res;
+            saveMarginals(files.marginals, estimateMarginals(r.pool.idx, r.pool.N, teacher.vocabSize), r.pool.N, teacher.vocabSize);
+            saveARDiffusion(files.arDiffusion, psi, { step: r.step, role: 'ar-diffusion', tokenizer });
+            run.log({ event: 'stage done', stage: 'gts', ...res.gts });
+          } finally {
+            psi.dispose();
+          }
+        }
+      }
+      // ---- stage 2: conditional score distillation
+      if (want('csd')) {
+        if (existsSync(files.generator) && existsSync(files.guidance)) res.skipped.push('csd');
+        else {
+          if (!existsSync(files.arDiffusion)) {
+            throw new Error(`dd2: distill: ${files.arDiffusion} is missing: run --stage gts (or all) in this folder first`);
+          }
+          const dir = stageDir(run, 'csd', { stage: 'csd', sampling: o.sampling, options: o.csd });
+          const psi0 = loadARDiffusion(files.arDiffusion).model;
+          run.log({ event: 'stage start', stage: 'csd' });
+          try {
+            const r = runCSD(dir, teacher, psi0, o.csd, stageHooks('csd'));
+            try {
+              res.ran.push('csd');
+              res.csd = { csdLoss: r.csdLoss, fcsLoss: r.fcsLoss, lambda: r.lambda, secondsPerStep: r.secondsPerStep, seconds: r.seconds };
+              if (stopped(r.finished)) return res;
+              saveARDiffusion(files.guidance, r.pair.guidance, { step: r.step, role: 'guidance', tokenizer });
+              saveARDiffusion(files.generator, r.generatorEma, { step: r.step, role: 'generator', tokenizer });
+              run.log({ event: 'stage done', stage: 'csd', ...res.csd });
+            } finally {
+              r.pair.dispose();
+              r.generatorEma.dispose();
+            }
+          } finally {
+            psi0.dispose();
+          }
+        }
+      }
+    } finally {
+      teacher.dispose();
+    }
+    res.finished = true;
+    for (const [k, p] of Object.entries(files)) if (existsSync(p)) res.files[k] = p;
+    if (res.skipped.length) run.log({ event: 'skipped', stages: res.skipped });
+    return res;
+  } finally {
+    if (!codebook.disposed) codebook.dispose();
+  }
+}
