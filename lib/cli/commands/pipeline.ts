@@ -17,14 +17,20 @@ export interface PipelinePreset {
   arSteps: number;
   /** extra `dd2 distill` options (stage lengths) */
   distill: string[];
+  /** training images encoded for the teacher and stage 0 (0 = all) */
+  encodeLimit: number;
   /** images per sampler in the evaluation */
   evalN: number;
   fewStep: number;
 }
 
 export const PIPELINE_PRESETS: Readonly<Record<'quick' | 'full', PipelinePreset>> = {
-  quick: { tokenizerSteps: 300, arSteps: 500, distill: ['--preset', 'quick'], evalN: 1000, fewStep: 4 },
-  full: { tokenizerSteps: 600, arSteps: 1000, distill: [], evalN: 5000, fewStep: 4 },
+  quick: {
+    tokenizerSteps: 300, arSteps: 500, encodeLimit: 20000, evalN: 1000, fewStep: 4,
+    distill: ['--fit-steps', '500', '--adapt-steps', '100', '--pool-size', '2048', '--gts-head-steps', '50', '--gts-steps', '150',
+      '--csd-steps', '200'],
+  },
+  full: { tokenizerSteps: 600, arSteps: 1000, encodeLimit: 0, distill: [], evalN: 5000, fewStep: 4 },
 };
 
 interface RawOptions { dataset: 'mnist' | 'fashion-mnist'; quick: boolean; out?: string; device: 'cpu' | 'cuda'; seed: number; json: boolean }
@@ -108,7 +114,7 @@ export function makePipelineCommand(): Command {
     step('tokenizer', vq, ['train', 'tokenizer', '--dataset', raw.dataset, '--steps', String(preset.tokenizerSteps),
       ...common, '--out', p('tokenizer'), '--json']);
     step('encode train', tokTrain, ['encode', '--tokenizer', vq, '--dataset', raw.dataset, '--split', 'train',
-      '--device', raw.device, '--out', tokTrain, '--json']);
+      ...(preset.encodeLimit ? ['--limit', String(preset.encodeLimit)] : []), '--device', raw.device, '--out', tokTrain, '--json']);
     step('encode test', tokTest, ['encode', '--tokenizer', vq, '--dataset', raw.dataset, '--split', 'test',
       '--device', raw.device, '--out', tokTest, '--json']);
     step('teacher', gpt, ['train', 'ar', '--tokens', tokTrain, '--test-tokens', tokTest, '--steps', String(preset.arSteps),
