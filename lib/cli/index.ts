@@ -2,7 +2,6 @@
 // and calls a library function; this file only wires them. Exit codes: 0 ok, 1 failure, 2 usage.
 import { Command, CommanderError } from 'commander';
 import { packageVersion, versionReport } from './version.js';
-import { makePendingCommand } from './commands/pending.js';
 import { makeTrainTokenizerCommand } from './commands/train-tokenizer.js';
 import { makeTrainArCommand } from './commands/train-ar.js';
 import { makeTrainFeatnetCommand } from './commands/train-featnet.js';
