@@ -72,7 +72,7 @@ t.test('the AR teacher sampler', async (t) => {
   model.dispose(); vq.dispose();
   s.dispose();
   t.throws(() => openSamplers(gptPath, { ...o, tokenizer: join(dir, 'missing.safetensors') }), /--tokenizer: .*missing\.safetensors does not exist/);
-  t.throws(() => openSamplers(vqPath, o), /holds a 'vq' checkpoint; images can be drawn from 'gpt'/);
+  t.throws(() => openSamplers(vqPath, o), /holds a 'vq' checkpoint; images can be drawn from ('ar-diffusion', )?'gpt'/);
 });
 
 t.test('registering a factory for another kind', async (t) => {
