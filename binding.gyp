@@ -20,6 +20,7 @@
         "native/binding/ops-storage.cpp",
         "native/binding/registry.cpp",
         "native/binding/storage.cpp",
+        "native/common/openblas-lib.cpp",
         "native/common/threadpool.cpp",
         "native/cpu/attention.cpp",
         "native/cpu/cond-score.cpp",

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/check.h"
+#include "common/openblas-lib.h"
 #include "common/threadpool.h"
 #include "dd2/cpu/gemm-builtin.h"
 
@@ -34,23 +35,13 @@ OpenBlas& openblas() {
     static OpenBlas ob;
     static std::once_flag once;
     std::call_once(once, [] {
-        if (const char* off = std::getenv("DD2_NO_BLAS"); off && *off && std::string(off) != "0") {
-            ob.why = "disabled by DD2_NO_BLAS";
+        const OpenBlasLib& lib = openblas_lib();
+        if (!lib.handle) {
+            ob.why = lib.why;
             return;
         }
-        const char* names[] = {std::getenv("DD2_OPENBLAS_LIB"), "libopenblas.so.0", "libopenblas.so"};
-        void* h = nullptr;
-        const char* used = nullptr;
-        for (const char* n : names) {
-            if (!n || !*n) continue;
-            h = dlopen(n, RTLD_NOW | RTLD_LOCAL);
-            if (h) {
-                used = n;
-                break;
-            }
-            ob.why += std::string(dlerror()) + "; ";
-        }
-        if (!h) return;
+        void* h = lib.handle;
+        const char* used = lib.name.c_str();
         ob.sgemm = reinterpret_cast<sgemm_fn>(dlsym(h, "cblas_sgemm"));
         ob.set_threads = reinterpret_cast<set_threads_fn>(dlsym(h, "openblas_set_num_threads"));
         auto config = reinterpret_cast<get_config_fn>(dlsym(h, "openblas_get_config"));

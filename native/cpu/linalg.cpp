@@ -13,6 +13,8 @@
 // as the build has no -march flags.
 #include "dd2/cpu/linalg.h"
 
+#include "common/openblas-lib.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -54,23 +56,13 @@ Lapack& lapack() {
     static Lapack lp;
     static std::once_flag once;
     std::call_once(once, [] {
-        if (const char* off = std::getenv("DD2_NO_BLAS"); off && *off && std::string(off) != "0") {
-            lp.why = "disabled by DD2_NO_BLAS";
+        const OpenBlasLib& lib = openblas_lib();
+        if (!lib.handle) {
+            lp.why = lib.why;
             return;
         }
-        const char* names[] = {std::getenv("DD2_OPENBLAS_LIB"), "libopenblas.so.0", "libopenblas.so"};
-        void* h = nullptr;
-        const char* used = nullptr;
-        for (const char* n : names) {
-            if (!n || !*n) continue;
-            h = dlopen(n, RTLD_NOW | RTLD_LOCAL);
-            if (h) {
-                used = n;
-                break;
-            }
-            lp.why += std::string(dlerror()) + "; ";
-        }
-        if (!h) return;
+        void* h = lib.handle;
+        const char* used = lib.name.c_str();
         lp.dsyevd = reinterpret_cast<dsyevd_fn>(dlsym(h, "dsyevd_"));
         lp.dgemm = reinterpret_cast<dgemm_fn>(dlsym(h, "cblas_dgemm"));
         if (!lp.dsyevd || !lp.dgemm) {
