@@ -8,7 +8,7 @@
 // Letters: B batch, N tokens per image, C code dim, E width, V codebook size.
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/create.js';
-import { noGrad, tidy } from '../tensor/engine.js';
+import { tidy } from '../tensor/engine.js';
 import { Generator, type GeneratorState } from '../tensor/random.js';
 import { backward } from '../autograd/tape.js';
 import { mean } from '../tensor/ops/reduce.js';
@@ -22,7 +22,7 @@ import { Progress } from '../io/progress.js';
 import { Batcher, type BatcherState } from '../data/dataset.js';
 import type { GPT } from '../models/gpt.js';
 import { ContinuousGPT } from '../models/continuous-gpt.js';
-import { evaluateNLL, type TokenCache } from '../train/ar.js';
+import { batchOf, evaluateNLL, evaluateNLLWith, type TokenCache } from '../train/ar.js';
 import { warmupLr } from './schedule.js';
 
 export interface AdaptOptions {
@@ -78,12 +78,6 @@ function head(c: TokenCache, limit: number): TokenCache {
 }
 
 /** Tokens (B, N) and labels (B) of rows idx. */
-function rowsOf(c: TokenCache, idx: Int32Array): { toks: Int32Array; labs: Int32Array } {
-  const N = c.seqLen, toks = new Int32Array(idx.length * N), labs = new Int32Array(idx.length);
-  idx.forEach((r, b) => { toks.set(c.tokens.subarray(r * N, (r + 1) * N), b * N); labs[b] = c.labels[r]; });
-  return { toks, labs };
-}
-
 /** Teacher-forced logits (B, N, V) of the continuous model on token rows: inputs = codebook[tokens[:, :N-1]]. */
 export function continuousLogits(model: ContinuousGPT, codebook: Tensor, labels: Tensor, tokens: Tensor, gen?: Generator): Tensor {
   const [B, N] = tokens.shape, C = codebook.shape[1];
@@ -93,22 +87,7 @@ export function continuousLogits(model: ContinuousGPT, codebook: Tensor, labels:
 
 /** Mean NLL per token (nats) of the continuous model on a cache (eval mode, batches of `batch`). */
 export function continuousNLL(model: ContinuousGPT, codebook: Tensor, c: TokenCache, batch = 250): number {
-  const was = model.training;
-  model.eval();
-  let sum = 0;
-  try {
-    for (let s = 0; s < c.n; s += batch) {
-      const idx = Int32Array.from({ length: Math.min(batch, c.n - s) }, (_, i) => s + i);
-      const { toks, labs } = rowsOf(c, idx);
-      sum += noGrad(() => tidy(() => {
-        const device = model.device, t = tensor(toks, [idx.length, c.seqLen], { device });
-        return crossEntropy(continuousLogits(model, codebook, tensor(labs, [idx.length], { device }), t), t, { reduction: 'sum' }).item();
-      }));
-    }
-  } finally {
-    model.train(was);
-  }
-  return sum / (c.n * c.seqLen);
+  return evaluateNLLWith(model, c, (labels, tokens) => continuousLogits(model, codebook, labels, tokens), batch);
 }
 
 interface Saved { rng?: GeneratorState; batcher?: BatcherState; extra?: { loss?: number; nllGPT?: number; nllFit?: number } }
@@ -218,7 +197,7 @@ export function runAdapt(run: RunDir, gpt: GPT, codebook: Tensor, train: TokenCa
       while (step < lastTune) {
         const ts = performance.now();
         opt.setLr(lr(step));
-        const { toks, labs } = rowsOf(train, batcher.next());
+        const { toks, labs } = batchOf(train, batcher.next());
         tuneLoss = tidy(() => {
           const device = model.device, t = tensor(toks, [labs.length, train.seqLen], { device });
           const l = crossEntropy(continuousLogits(model, codebook, tensor(labs, [labs.length], { device }), t, rng), t);

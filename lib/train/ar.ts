@@ -17,6 +17,9 @@ import { Progress } from '../io/progress.js';
 import { Batcher, type BatcherState } from '../data/dataset.js';
 import { readTokenCacheFile } from './token-cache.js';
 import { GPT, gptConfig, type GPTConfig } from '../models/gpt.js';
+import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Device } from '../tensor/dtype.js';
 
 /** A token cache: tokens (n, N) int32, labels (n) int32, and what the cache says about itself. */
 export interface TokenCache {
@@ -52,7 +55,8 @@ export function unigramBaseline(train: TokenCache, test: TokenCache): { trainEnt
 }
 
 /** Tokens and labels of rows idx as tensors: (B, N) and (B). */
-function batchOf(c: TokenCache, idx: Int32Array): { toks: Int32Array; labs: Int32Array } {
+/** Token rows `idx` of a cache and their labels, packed for one batch. */
+export function batchOf(c: TokenCache, idx: Int32Array): { toks: Int32Array; labs: Int32Array } {
   const N = c.seqLen, toks = new Int32Array(idx.length * N), labs = new Int32Array(idx.length);
   idx.forEach((r, b) => { toks.set(c.tokens.subarray(r * N, (r + 1) * N), b * N); labs[b] = c.labels[r]; });
   return { toks, labs };
@@ -60,6 +64,15 @@ function batchOf(c: TokenCache, idx: Int32Array): { toks: Int32Array; labs: Int3
 
 /** Mean NLL per token (nats) of the model on a cache, teacher-forced, in eval mode, batches of `batch`. */
 export function evaluateNLL(model: GPT, c: TokenCache, batch = 256): number {
+  return evaluateNLLWith(model, c, (labels, tokens) => model.logitsForImages(labels, tokens), batch);
+}
+
+/**
+ * Mean NLL per token (nats) on a cache of any model whose `logits(labels (B), tokens (B, N))` gives (B, N, V)
+ * with row j predicting token j; the model is put in eval mode for the pass and restored after.
+ */
+export function evaluateNLLWith(model: Module & { readonly device: Device }, c: TokenCache,
+  logits: (labels: Tensor, tokens: Tensor) => Tensor, batch = 256): number {
   const was = model.training;
   model.eval();
   let sum = 0;
@@ -69,7 +82,7 @@ export function evaluateNLL(model: GPT, c: TokenCache, batch = 256): number {
       const { toks, labs } = batchOf(c, idx);
       sum += noGrad(() => tidy(() => {
         const device = model.device, t = tensor(toks, [idx.length, c.seqLen], { device });
-        return crossEntropy(model.logitsForImages(tensor(labs, [idx.length], { device }), t), t, { reduction: 'sum' }).item();
+        return crossEntropy(logits(tensor(labs, [idx.length], { device }), t), t, { reduction: 'sum' }).item();
       }));
     }
   } finally {
