@@ -53,7 +53,7 @@ export interface GtsOptions {
 }
 
 export const defaultGtsOptions: GtsOptions = {
-  poolSize: 4096, poolBatch: 256, headSteps: 100, fullSteps: 300, batchSize: 16, draws: 4, lr: 3e-4, warmup: 20,
+  poolSize: 4096, poolBatch: 256, headSteps: 100, fullSteps: 1200, batchSize: 16, draws: 4, lr: 3e-4, warmup: 20,
   betas: [0.9, 0.95], clip: 1.0, tMin: 1e-3, tMax: 1 - 1e-3, seed: 0, ckptEvery: 100, logEvery: 10,
 };
 

@@ -26,7 +26,7 @@ stamp encode
 stamp teacher
 dd2 distill $( [ -f $R/distill/run.json ] && echo --resume ) --teacher $R/teacher/gpt.safetensors --device cuda --head-width 256 --head-depth 3 --fit-steps 1500 \
   --adapt-steps 1000 --adapt-batch 256 --pool-size 20000 --pool-batch 1000 --gts-head-steps 500 --gts-steps 1500 --gts-batch 128 \
-  --csd-steps "$CSD" --csd-batch 128 --csd-warmup 200 --out $R/distill --json > "$out/distill.json"
+  --csd-steps "$CSD" --csd-batch 128 --csd-warmup 200 --lr-gen 1e-4 --lr-gui 2e-4 --csd-draws 1 --out $R/distill --json > "$out/distill.json"
 stamp distill
 G=$R/distill/generator.safetensors
 dd2 sample --model $R/teacher/gpt.safetensors --cfg 2.0 --n 100 --nrow 10 --seed 1 --device cuda --out "$out/grid-teacher" --json > /dev/null

@@ -13,14 +13,14 @@ import { Generator } from '../../lib/tensor/random.js';
 import { RunDir } from '../../lib/io/checkpoint.js';
 import type { Module } from '../../lib/nn/module.js';
 import { defaultGtsOptions, gtsLoss, poolBatch, runGTS, type GtsOptions } from '../../lib/distill/gts.js';
-import { CsdPair, csdBackward, defaultCsdOptions, runCSD, type CsdOptions } from '../../lib/distill/csd.js';
+import { CsdPair, csdBackward, csdTokenGrad, defaultCsdOptions, runCSD, type CsdOptions } from '../../lib/distill/csd.js';
 import { noisy } from '../../lib/distill/gts.js';
 import { uniformLabels, uniformT } from '../../lib/distill/schedule.js';
 import { backward } from '../../lib/autograd/tape.js';
 import { full } from '../../lib/tensor/create.js';
 import { abs, div, maximum, mul, mulScalar, sub } from '../../lib/tensor/ops/elementwise.js';
 import { mean, sum } from '../../lib/tensor/ops/reduce.js';
-import { detach, reshape } from '../../lib/tensor/ops/shape.js';
+import { concat, detach, reshape } from '../../lib/tensor/ops/shape.js';
 import { condDenoiseComposite } from '../../lib/tensor/ops/cond-score.js';
 import { cornerTeacher, tinyARDiffusion } from './tabular.js';
 
@@ -35,7 +35,7 @@ const gtsOpts = (over: Partial<GtsOptions> = {}): GtsOptions => ({
   ckptEvery: 50, logEvery: 50, ...over,
 });
 const csdOpts = (over: Partial<CsdOptions> = {}): CsdOptions => ({
-  ...defaultCsdOptions, steps: 12, guidanceSteps: 2, guidanceStepsAfter: 1, batchSize: 32, lrGen: 3e-4, lrGui: 1e-3, warmup: 5,
+  ...defaultCsdOptions, steps: 12, guidanceSteps: 2, guidanceStepsAfter: 1, batchSize: 32, csdDraws: 1, lrGen: 3e-4, lrGui: 1e-3, warmup: 5,
   alignAt: 8, alignSteps: 3, ckptEvery: 4, logEvery: 4, ...over,
 });
 
@@ -160,6 +160,43 @@ t.test('CSD gradient = autograd of the SiD loss through both denoisers; --detach
     fused.dispose();
     ref.dispose();
   }
+  psi0.dispose();
+});
+
+t.test('m CSD draws per token: the gradient is the mean of the single-draw gradients', async (t) => {
+  const psi0 = tinyARDiffusion({ seed: 4 });
+  noGrad(() => tidy(() => {
+    const w = mulScalar(new Generator(8).normal(psi0.head.final_layer.linear.weight.shape), 0.3);
+    psi0.loadStateDict(new Map([['head.final_layer.linear.weight', w.toFloat32Array()]]), { strict: false });
+  }));
+  const pair = new CsdPair(psi0.clone(), psi0.clone());
+  for (const detached of [false, true]) {
+    const o = csdOpts({ detached });
+    const gen = new Generator(11), B = 8, [N, C] = [pair.generator.seqLen, pair.generator.tokenDim];
+    const [err, scale, loss2, loss1] = tidy(() => {
+      const labels = uniformLabels(gen, B, 1).t;
+      const zd = noGrad(() => pair.generator.generate(labels, gen.normal([B, N, C])));
+      const ts = [0, 1, 2].map(() => uniformT(gen, [B, N], o.tMin, o.tMax)), es = [0, 1, 2].map(() => gen.normal([B, N, C]));
+      const all = csdTokenGrad(pair, teacher, labels, zd, concat(ts, 0), concat(es, 0), o);
+      const one = [0, 1, 2].map((j) => csdTokenGrad(pair, teacher, labels, zd, ts[j], es[j], o));
+      const a = all.gx.toFloat32Array(), parts = one.map((r) => r.gx.toFloat32Array());
+      let e = 0, sc = 0;
+      for (let i = 0; i < a.length; i++) {
+        const ref = (parts[0][i] + parts[1][i] + parts[2][i]) / 3;
+        e = Math.max(e, Math.abs(a[i] - ref)); sc = Math.max(sc, Math.abs(ref));
+      }
+      return [e, sc, all.loss, one.reduce((s, r) => s + r.loss, 0) / 3];
+    });
+    // Measured ≈ 1e-7 relative (float32 sums in a different order); a wrong weight (sum instead of mean) or a
+    // draw paired with the wrong sequence is off by O(1).
+    t.ok(err <= 1e-5 * scale, `${detached ? 'detached' : 'SiD'}: 3 stacked draws vs mean of 3 single draws: max |Δ| ` +
+      `${err.toExponential(2)} (max |g| ${scale.toExponential(2)})`);
+    t.ok(Math.abs(loss2 - loss1) <= 1e-5 * Math.abs(loss1) + 1e-7, `loss: ${loss2.toFixed(6)} vs ${loss1.toFixed(6)}`);
+    t.ok(pair.guidance.parameters().every((p) => !p.grad), 'ψ gets no gradient');
+  }
+  t.throws(() => tidy(() => csdTokenGrad(pair, teacher, uniformLabels(new Generator(1), 4, 1).t, noGrad(() => new Generator(2).normal([4, 3, 2])),
+    new Generator(3).normal([6, 3]), new Generator(4).normal([6, 3, 2]), csdOpts())), /whole number of draws/);
+  pair.dispose();
   psi0.dispose();
 });
 

@@ -20,7 +20,7 @@ interface RawOptions {
   inputHidden: number; fitSteps: number; fitLr: number; adaptSteps: number; adaptBatch: number; adaptLr: number; adaptWarmup: number;
   poolSize: number; poolBatch: number; gtsHeadSteps: number; gtsSteps: number; gtsBatch: number; gtsDraws: number; gtsLr: number;
   gtsWarmup: number;
-  csdSteps: number; guidanceSteps: number; guidanceStepsAfter: number; csdBatch: number; guidanceBatch: number; fcsDraws: number; lrGen: number;
+  csdSteps: number; guidanceSteps: number; guidanceStepsAfter: number; csdBatch: number; guidanceBatch: number; fcsDraws: number; csdDraws: number; lrGen: number;
   lrGui: number; lrStart: number; csdWarmup: number; alpha: number; lambdaMin: number; detached: boolean; tMin: number; tMax: number;
   alignAt: number; alignSteps: number; emaCap: number;
   beta2: number; clip: number; ckptEvery: number; logEvery: number;
@@ -42,7 +42,7 @@ function toOptions(r: RawOptions): DistillOptions {
     gts: { ...d.gts, ...common, poolSize: r.poolSize, poolBatch: r.poolBatch, headSteps: r.gtsHeadSteps, fullSteps: r.gtsSteps,
       batchSize: r.gtsBatch, draws: r.gtsDraws, lr: r.gtsLr, warmup: r.gtsWarmup },
     csd: { ...d.csd, ...common, steps: r.csdSteps, guidanceSteps: r.guidanceSteps, guidanceStepsAfter: r.guidanceStepsAfter,
-      batchSize: r.csdBatch, guidanceBatch: r.guidanceBatch, draws: r.fcsDraws, lrGen: r.lrGen, lrGui: r.lrGui, lrStart: r.lrStart, warmup: r.csdWarmup, alpha: r.alpha,
+      batchSize: r.csdBatch, guidanceBatch: r.guidanceBatch, draws: r.fcsDraws, csdDraws: r.csdDraws, lrGen: r.lrGen, lrGui: r.lrGui, lrStart: r.lrStart, warmup: r.csdWarmup, alpha: r.alpha,
       lambdaMin: r.lambdaMin, detached: r.detached, tMin: r.tMin, tMax: r.tMax, alignAt: r.alignAt, alignSteps: r.alignSteps,
       emaCap: r.emaCap },
   };
@@ -105,6 +105,8 @@ export function makeDistillCommand(): Command {
     .addOption(new Option('--guidance-batch <n>', 'stage 2: sequences per guidance update (0: --csd-batch)').default(d.csd.guidanceBatch)
       .argParser(int('--guidance-batch', 0)))
     .addOption(new Option('--fcs-draws <m>', 'stage 2: noise draws per token in the guidance loss').default(d.csd.draws).argParser(int('--fcs-draws')))
+    .addOption(new Option('--csd-draws <m>', 'stage 2: noise draws (t, ε) per generated token in the generator loss').default(d.csd.csdDraws)
+      .argParser(int('--csd-draws')))
     .addOption(new Option('--lr-gen <x>', 'stage 2: generator learning rate after warm-up').default(d.csd.lrGen).argParser(num('--lr-gen', { above: 0 })))
     .addOption(new Option('--lr-gui <x>', 'stage 2: guidance learning rate after warm-up').default(d.csd.lrGui).argParser(num('--lr-gui', { above: 0 })))
     .addOption(new Option('--lr-start <x>', 'stage 2: learning rate at the start of the warm-up').default(d.csd.lrStart).argParser(num('--lr-start', { min: 0 })))
