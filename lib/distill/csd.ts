@@ -29,7 +29,7 @@ import { Progress } from '../io/progress.js';
 import { arDiffusionMeta, type ARDiffusion } from '../models/ar-diffusion.js';
 import { disposeProbs, repeatProbs, type ScoreTeacher } from './teacher.js';
 import { noisy, repeat0 } from './gts.js';
-import { emaBeta, uniformLabels, uniformT, warmupLr } from './schedule.js';
+import { decayFactor, emaBeta, uniformLabels, uniformT, warmupLr } from './schedule.js';
 import type { StageHooks } from './adapt.js';
 
 export interface CsdOptions {
@@ -52,6 +52,8 @@ export interface CsdOptions {
   lrStart: number;
   /** warm-up length in generator steps (both networks) */
   warmup: number;
+  /** the generator LR falls linearly to 0 over this last fraction of the updates (0: constant after warm-up) */
+  decay: number;
   betas: [number, number];
   clip: number;
   /** SiD's α, the floor of the per-token normaliser λ, and the DMD variant (both denoisers detached) */
@@ -79,7 +81,7 @@ export interface CsdOptions {
 // to 8x); generator LRs of 1e-3 and above collapse. The paper's ImageNet runs use 1e-4 / 2e-4 with 10k+ updates.
 export const defaultCsdOptions: CsdOptions = {
   steps: 1500, guidanceSteps: 2, guidanceStepsAfter: 2, batchSize: 16, guidanceBatch: 0, draws: 4, csdDraws: 8, lrGen: 3e-4, lrGui: 1.2e-3, lrStart: 1e-6,
-  warmup: 20, betas: [0.9, 0.95], clip: 1.0, alpha: 1.0, lambdaMin: 1e-4, detached: false, tMin: 0.02, tMax: 0.98,
+  warmup: 20, decay: 0, betas: [0.9, 0.95], clip: 1.0, alpha: 1.0, lambdaMin: 1e-4, detached: false, tMin: 0.02, tMax: 0.98,
   fcsTMin: 1e-3, fcsTMax: 1 - 1e-3, emaCap: 0.9999, alignAt: 0, alignSteps: 0, seed: 0, ckptEvery: 50, logEvery: 10,
 };
 
@@ -201,7 +203,9 @@ export function runCSD(run: RunDir, teacher: ScoreTeacher, psi0: ARDiffusion, o:
   const ema = new EMA(g, o.emaCap);
   let rng = new Generator(o.seed);
   let step = 0, aligned = false, fcs = NaN, csd = NaN, lambda = NaN, timeSum = 0, timeCount = 0;
-  const lrG = warmupLr(o.lrStart, o.lrGen, o.warmup), lrP = warmupLr(o.lrStart, o.lrGui, o.warmup);
+  const decay = decayFactor(o.steps, o.decay ?? 0);
+  const wG = warmupLr(o.lrStart, o.lrGen, o.warmup), wP = warmupLr(o.lrStart, o.lrGui, o.warmup);
+  const lrG = (i: number): number => wG(i) * decay(i), lrP = wP;
   try {
     const prev = run.loadTrainingState('csd');
     if (prev) {

@@ -19,6 +19,18 @@ export function warmupLr(start: number, end: number, warmup: number): (step: num
   return (step: number): number => (step >= warmup ? end : start + ((end - start) * step) / warmup);
 }
 
+/**
+ * A learning-rate factor that is 1 until the last `fraction` of `total` steps and then falls linearly to 0 at
+ * step `total` (fraction 0: always 1).
+ */
+export function decayFactor(total: number, fraction: number): (step: number) => number {
+  if (!(fraction >= 0 && fraction <= 1) || !(total >= 0)) {
+    throw new RangeError(`dd2: decayFactor: need total >= 0 and 0 <= fraction <= 1, got ${total}, ${fraction}`);
+  }
+  const start = total * (1 - fraction), span = total * fraction;
+  return (step: number): number => (span === 0 || step < start ? 1 : Math.max(0, (total - step) / span));
+}
+
 /** The generator EMA rate after i updates (App. E.3): min(cap, (i+1)/(i+10)); 0.1 at i = 0, 0.918 at 100. */
 export function emaBeta(i: number, cap = 0.9999): number {
   return Math.min(cap, (i + 1) / (i + 10));

@@ -21,7 +21,7 @@ interface RawOptions {
   poolSize: number; poolBatch: number; gtsHeadSteps: number; gtsSteps: number; gtsBatch: number; gtsDraws: number; gtsLr: number;
   gtsWarmup: number;
   csdSteps: number; guidanceSteps: number; guidanceStepsAfter: number; csdBatch: number; guidanceBatch: number; fcsDraws: number; csdDraws: number; lrGen: number;
-  lrGui: number; lrStart: number; csdWarmup: number; alpha: number; lambdaMin: number; detached: boolean; tMin: number; tMax: number;
+  lrGui: number; lrStart: number; csdWarmup: number; csdDecay: number; alpha: number; lambdaMin: number; detached: boolean; tMin: number; tMax: number;
   alignAt: number; alignSteps: number; emaCap: number;
   beta2: number; clip: number; ckptEvery: number; logEvery: number;
   device: Device; seed: number; out?: string; json: boolean; resume: boolean;
@@ -42,7 +42,7 @@ function toOptions(r: RawOptions): DistillOptions {
     gts: { ...d.gts, ...common, poolSize: r.poolSize, poolBatch: r.poolBatch, headSteps: r.gtsHeadSteps, fullSteps: r.gtsSteps,
       batchSize: r.gtsBatch, draws: r.gtsDraws, lr: r.gtsLr, warmup: r.gtsWarmup },
     csd: { ...d.csd, ...common, steps: r.csdSteps, guidanceSteps: r.guidanceSteps, guidanceStepsAfter: r.guidanceStepsAfter,
-      batchSize: r.csdBatch, guidanceBatch: r.guidanceBatch, draws: r.fcsDraws, csdDraws: r.csdDraws, lrGen: r.lrGen, lrGui: r.lrGui, lrStart: r.lrStart, warmup: r.csdWarmup, alpha: r.alpha,
+      batchSize: r.csdBatch, guidanceBatch: r.guidanceBatch, draws: r.fcsDraws, csdDraws: r.csdDraws, lrGen: r.lrGen, lrGui: r.lrGui, lrStart: r.lrStart, warmup: r.csdWarmup, decay: r.csdDecay, alpha: r.alpha,
       lambdaMin: r.lambdaMin, detached: r.detached, tMin: r.tMin, tMax: r.tMax, alignAt: r.alignAt, alignSteps: r.alignSteps,
       emaCap: r.emaCap },
   };
@@ -111,6 +111,8 @@ export function makeDistillCommand(): Command {
     .addOption(new Option('--lr-gui <x>', 'stage 2: guidance learning rate after warm-up').default(d.csd.lrGui).argParser(num('--lr-gui', { above: 0 })))
     .addOption(new Option('--lr-start <x>', 'stage 2: learning rate at the start of the warm-up').default(d.csd.lrStart).argParser(num('--lr-start', { min: 0 })))
     .addOption(new Option('--csd-warmup <n>', 'stage 2: warm-up length in generator updates').default(d.csd.warmup).argParser(int('--csd-warmup', 0)))
+    .addOption(new Option('--csd-decay <fraction>', 'stage 2: the generator LR falls linearly to 0 over this last fraction of the updates (0: constant)')
+      .default(d.csd.decay).argParser(num('--csd-decay', { min: 0, max: 1 })))
     .addOption(new Option('--alpha <x>', 'stage 2: SiD alpha').default(d.csd.alpha).argParser(num('--alpha', {})))
     .addOption(new Option('--lambda-min <x>', 'stage 2: floor of the per-token normaliser mean|x − D_teacher|').default(d.csd.lambdaMin)
       .argParser(num('--lambda-min', { above: 0 })))
