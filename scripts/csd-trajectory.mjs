@@ -5,6 +5,7 @@
 // Usage: node scripts/csd-trajectory.mjs <run folder with teacher-continuous + ar-diffusion> <out> <chunk>
 //        '<CsdOptions JSON overriding the defaults>' [cpu|cuda]
 // Environment: VQ = the tokenizer (.safetensors) whose codebook the teacher uses (required).
+// The teacher's probabilities use `dd2 distill`'s default sampling settings (defaultSampling: cfg 2.0, no top-k/top-p).
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +21,7 @@ const { tidy, noGrad, keep } = await imp('tensor/engine.js');
 const { contiguous } = await imp('tensor/ops/shape.js');
 const { defaultCsdOptions, runCSD } = await imp('distill/csd.js');
 const { ARScoreTeacher } = await imp('distill/teacher.js');
+const { defaultSampling } = await imp('distill/pipeline.js');
 const { loadContinuousGPT } = await imp('models/continuous-gpt.js');
 const { loadARDiffusion, saveARDiffusion } = await imp('models/ar-diffusion.js');
 const { loadVQ } = await imp('models/vq.js');
@@ -31,7 +33,7 @@ const vq = loadVQ(VQ);
 const codebook = noGrad(() => keep(tidy(() => contiguous(vq.codes()))));
 vq.dispose();
 const teacher = new ARScoreTeacher(loadContinuousGPT(join(psiDir, 'teacher-continuous.safetensors')).model, codebook,
-  { cfg: 2, topK: 0, topP: 1, temperature: 1 });
+  defaultSampling);
 const psi0 = loadARDiffusion(join(psiDir, 'ar-diffusion.safetensors')).model;
 mkdirSync(join(out, 'gens'), { recursive: true });
 const csdDir = join(out, 'csd');

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The stage-2 sweep behind the CSD defaults (2026-11-26, one H200, processes in parallel on one GPU): CSD
 # trajectories from one stage-1 folder of the MNIST CPU teacher, 1200 updates of batch 16 each, the EMA
-# generator evaluated every 200 updates (one-step domain FID, n = 1000).
+# generator evaluated every 200 updates (one-step domain FID, n = 1000). The figures in NOTES.md came from a
+# stage-1 folder made with the earlier defaults (100 head + 300 full GTS steps of batch 16, 128-wide head).
 # Project root, after `source .device/setup.sh`. Usage:
 #   VQ=<tokenizer vq.safetensors> DD2_MNIST_DIR=<MNIST IDX folder> scripts/device/mnist-csd-sweep.sh <stage-1 folder>
 set -u
