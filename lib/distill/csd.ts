@@ -17,7 +17,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { noGrad, tidy } from '../tensor/engine.js';
 import { Generator, type GeneratorState } from '../tensor/random.js';
 import { backward } from '../autograd/tape.js';
-import { abs, add, addScalar, mul, neg, square, sub, maximum } from '../tensor/ops/elementwise.js';
+import { abs, add, addScalar, mul, mulScalar, neg, square, sub, maximum } from '../tensor/ops/elementwise.js';
 import { mean, sum } from '../tensor/ops/reduce.js';
 import { detach, reshape } from '../tensor/ops/shape.js';
 import { full } from '../tensor/create.js';
@@ -28,7 +28,8 @@ import { restoreTrainingState, type RunDir } from '../io/checkpoint.js';
 import { Progress } from '../io/progress.js';
 import { arDiffusionMeta, type ARDiffusion } from '../models/ar-diffusion.js';
 import { disposeProbs, repeatProbs, type ScoreTeacher } from './teacher.js';
-import { noisy, repeat0 } from './gts.js';
+import { noisy, repeat0, type SamplePool } from './gts.js';
+import { regressLoss } from './regress.js';
 import { decayFactor, emaBeta, uniformLabels, uniformT, warmupLr } from './schedule.js';
 import type { StageHooks } from './adapt.js';
 
@@ -65,6 +66,10 @@ export interface CsdOptions {
   tMax: number;
   fcsTMin: number;
   fcsTMax: number;
+  /** weight of the regression loss on the flow-map pairs added to every generator update (DMD's regression
+   * term; our choice; 0: pure CSD) and its batch (sequences drawn from the stage-1 pool) */
+  regWeight: number;
+  regBatch: number;
   /** cap of the EMA rate */
   emaCap: number;
   /** performance alignment at this generator step (0: never), with this many guidance-only updates */
@@ -75,14 +80,16 @@ export interface CsdOptions {
   logEvery: number;
 }
 
-// Defaults sized for MNIST on 2 CPU cores (~0.7 s per update at batch 16: 18 minutes). Measured on the
-// MNIST CPU teacher (one-step FID, n = 1000, after 1200 updates of batch 16; teacher 52): K = 1 stalls near 680,
-// K = 2 reaches 400; 8 CSD draws per token 323; a guidance LR 4x the generator's 261 (the paper's ratios are 2x
-// to 8x); generator LRs of 1e-3 and above collapse. The paper's ImageNet runs use 1e-4 / 2e-4 with 10k+ updates.
+// Defaults sized for MNIST on 2 CPU cores (~1 s per update at batch 16). Measured on the MNIST CPU teacher
+// (one-step FID, n = 1000, teacher 52), from ψ0 alone (no warm start) after 1200 updates of batch 16: K = 1 stalls
+// near 680, K = 2 reaches 400; 8 CSD draws per token 323; a guidance LR 4x the generator's 261 (the paper's ratios
+// are 2x to 8x); generator LRs of 1e-3 and above collapse. From the regression warm start (3000 steps, FID 81)
+// 600 updates reach 64; the regression term (weight 1) keeps the tabular ground-truth test's TV at 0.03 where pure
+// CSD drifts from 0.042 to 0.06-0.09. The paper's ImageNet runs use 1e-4 / 2e-4 with 10k+ updates.
 export const defaultCsdOptions: CsdOptions = {
-  steps: 1500, guidanceSteps: 2, guidanceStepsAfter: 2, batchSize: 16, guidanceBatch: 0, draws: 4, csdDraws: 8, lrGen: 3e-4, lrGui: 1.2e-3, lrStart: 1e-6,
+  steps: 500, guidanceSteps: 2, guidanceStepsAfter: 2, batchSize: 16, guidanceBatch: 0, draws: 4, csdDraws: 8, lrGen: 3e-4, lrGui: 1.2e-3, lrStart: 1e-6,
   warmup: 20, decay: 0, betas: [0.9, 0.95], clip: 1.0, alpha: 1.0, lambdaMin: 1e-4, detached: false, tMin: 0.02, tMax: 0.98,
-  fcsTMin: 1e-3, fcsTMax: 1 - 1e-3, emaCap: 0.9999, alignAt: 0, alignSteps: 0, seed: 0, ckptEvery: 50, logEvery: 10,
+  fcsTMin: 1e-3, fcsTMax: 1 - 1e-3, regWeight: 1, regBatch: 16, emaCap: 0.9999, alignAt: 0, alignSteps: 0, seed: 0, ckptEvery: 50, logEvery: 10,
 };
 
 /** The two networks of stage 2 under one module, so one checkpoint holds both (names generator.*, guidance.*). */
@@ -194,15 +201,24 @@ interface Saved { rng?: GeneratorState; extra?: { fcsLoss?: number; csdLoss?: nu
  * Runs (or resumes) stage 2 in `run` (the stage's folder) from ψ0 (not modified; θ and ψ are clones).
  * The caller owns the result's pair and generatorEma (dispose both).
  */
-export function runCSD(run: RunDir, teacher: ScoreTeacher, psi0: ARDiffusion, o: CsdOptions, hooks: StageHooks = {}): CsdResult {
+/** Where stage 2 starts: θ from `generator` (default ψ0: the paper's initialisation, or the regression warm
+ * start), and the flow-map pool the regression term (regWeight > 0) draws from. */
+export interface CsdInit { generator?: ARDiffusion; pool?: SamplePool }
+
+export function runCSD(run: RunDir, teacher: ScoreTeacher, psi0: ARDiffusion, o: CsdOptions, hooks: StageHooks = {},
+  init: CsdInit = {}): CsdResult {
   const t0 = performance.now();
-  const pair = new CsdPair(psi0.clone().train(), psi0.clone().train());
+  const theta0 = init.generator ?? psi0, regWeight = o.regWeight ?? 0;
+  if (regWeight > 0 && !init.pool?.eps) {
+    throw new Error('dd2: csd: the regression term (--csd-reg > 0) needs the flow-map pool of stage 1 (pool.safetensors with noise)');
+  }
+  const pair = new CsdPair(theta0.clone().train(), psi0.clone().train());
   const { generator: g, guidance: psi } = pair;
   const opt = new AdamW([{ params: g.parameters(), lr: o.lrGen }, { params: psi.parameters(), lr: o.lrGui }],
     { lr: o.lrGen, betas: o.betas, weightDecay: 0 });
   const ema = new EMA(g, o.emaCap);
   let rng = new Generator(o.seed);
-  let step = 0, aligned = false, fcs = NaN, csd = NaN, lambda = NaN, timeSum = 0, timeCount = 0;
+  let step = 0, aligned = false, fcs = NaN, csd = NaN, lambda = NaN, reg = NaN, timeSum = 0, timeCount = 0;
   const decay = decayFactor(o.steps, o.decay ?? 0);
   const wG = warmupLr(o.lrStart, o.lrGen, o.warmup), wP = warmupLr(o.lrStart, o.lrGui, o.warmup);
   const lrG = (i: number): number => wG(i) * decay(i), lrP = wP;
@@ -258,6 +274,16 @@ export function runCSD(run: RunDir, teacher: ScoreTeacher, psi0: ARDiffusion, o:
       }
       if (K > 0) fcs = fsum / K;
       const st = tidy(() => csdBackward(pair, teacher, o.batchSize, rng, o));
+      if (regWeight > 0) {
+        const pool = init.pool!;
+        reg = tidy(() => {
+          const u = rng.uniform([o.regBatch], 'cpu').toFloat32Array();
+          const rows = Int32Array.from(u, (x) => Math.min(pool.S - 1, Math.floor(x * pool.S)));
+          const l = regressLoss(g, pool, rows, teacher.codebook);
+          backward(mulScalar(l, regWeight));
+          return l.item();
+        });
+      }
       const genNorm = clipGradNorm(g.parameters(), o.clip);
       opt.step();
       opt.zeroGrad();
@@ -269,7 +295,7 @@ export function runCSD(run: RunDir, teacher: ScoreTeacher, psi0: ARDiffusion, o:
       timeCount++;
       progress.tick(1, { csd, fcs, lambda });
       if (step % o.logEvery === 0 || step === last) {
-        run.log({ step, csdLoss: csd, fcsLoss: fcs, lambda, genGradNorm: genNorm, guiGradNorm: guiNorm, K,
+        run.log({ step, csdLoss: csd, fcsLoss: fcs, lambda, ...(regWeight > 0 ? { regLoss: reg } : {}), genGradNorm: genNorm, guiGradNorm: guiNorm, K,
           lrGen: opt.groups[0].lr, lrGui: opt.groups[1].lr });
       }
       if (step % o.ckptEvery === 0 || step === last) save();

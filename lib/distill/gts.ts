@@ -33,6 +33,9 @@ export interface GtsOptions {
   /** teacher sequences generated up front (the training data) and the batch they are sampled in */
   poolSize: number;
   poolBatch: number;
+  /** > 0: the pool is drawn through the flow map with this many Euler intervals per token and keeps its noise
+   * (the (noise, sequence) pairs of the regression warm start); 0: categorical draws, no noise kept */
+  poolFlowSteps: number;
   /** steps with the backbone frozen, then steps of the whole model */
   headSteps: number;
   fullSteps: number;
@@ -52,13 +55,18 @@ export interface GtsOptions {
   logEvery: number;
 }
 
+// Step counts sized for MNIST on 2 CPU cores: with the regression warm start the generator no longer starts from
+// ψ0, which stays the guidance network's initialisation; 100 + 300 steps gave the measured stage-2 figures of
+// NOTES.md ("Regression warm start"). The flow-map pool (32 Euler steps: the tabular teacher's joint within
+// 0.015 TV of exact on 20,000 sequences, 16 steps 0.022) costs ~4x a categorical one on the CPU.
 export const defaultGtsOptions: GtsOptions = {
-  poolSize: 4096, poolBatch: 256, headSteps: 100, fullSteps: 1200, batchSize: 16, draws: 4, lr: 3e-4, warmup: 20,
+  poolSize: 4096, poolBatch: 256, poolFlowSteps: 32, headSteps: 100, fullSteps: 300, batchSize: 16, draws: 4, lr: 3e-4, warmup: 20,
   betas: [0.9, 0.95], clip: 1.0, tMin: 1e-3, tMax: 1 - 1e-3, seed: 0, ckptEvery: 100, logEvery: 10,
 };
 
-/** Teacher samples: indices (S·N) row-major (S, N) and labels (S). */
-export interface SamplePool { idx: Int32Array; labels: Int32Array; S: number; N: number }
+/** Teacher samples: indices (S·N) row-major (S, N) and labels (S); for a flow-map pool also the noise
+ * eps (S·N·C) row-major (S, N, C) each sequence was mapped from. */
+export interface SamplePool { idx: Int32Array; labels: Int32Array; S: number; N: number; eps?: Float32Array; C?: number }
 
 /** Reads a pool written by ensurePool. */
 export function readPool(path: string): SamplePool {
@@ -67,15 +75,21 @@ export function readPool(path: string): SamplePool {
   if (!idx || !labels || idx.dtype !== 'I32' || labels.dtype !== 'I32' || idx.shape.length !== 2 || labels.shape[0] !== idx.shape[0]) {
     throw new Error(`dd2: ${path} is not a teacher-sample pool (int32 'idx' (S, N) and 'labels' (S))`);
   }
-  return { idx: idx.data as Int32Array, labels: labels.data as Int32Array, S: idx.shape[0], N: idx.shape[1] };
+  const eps = arrays.get('eps');
+  if (eps && (eps.dtype !== 'F32' || eps.shape.length !== 3 || eps.shape[0] !== idx.shape[0] || eps.shape[1] !== idx.shape[1])) {
+    throw new Error(`dd2: ${path}: 'eps' must be float32 (S, N, C) like 'idx' (${idx.shape}), got ${eps.dtype} (${eps.shape})`);
+  }
+  return { idx: idx.data as Int32Array, labels: labels.data as Int32Array, S: idx.shape[0], N: idx.shape[1],
+    ...(eps ? { eps: eps.data as Float32Array, C: eps.shape[2] } : {}) };
 }
 
 /**
  * The stage's pool of teacher samples: read from `path` if it exists (and has the expected size), else
  * generated (labels 0, 1, .., numClasses−1 repeating; the teacher's sampling settings) and written there.
+ * flowSteps > 0 draws every sequence through the flow map from stored noise (pool.eps); 0 draws categorically.
  */
 export function ensurePool(path: string, teacher: ScoreTeacher, size: number, batch: number, seed: number,
-  onBatch?: (done: number, total: number) => void): SamplePool {
+  onBatch?: (done: number, total: number) => void, flowSteps = 0): SamplePool {
   if (existsSync(path)) {
     const p = readPool(path);
     if (p.S !== size || p.N !== teacher.seqLen) {
@@ -84,20 +98,29 @@ export function ensurePool(path: string, teacher: ScoreTeacher, size: number, ba
     }
     return p;
   }
-  const N = teacher.seqLen, idx = new Int32Array(size * N), labels = new Int32Array(size);
+  const N = teacher.seqLen, C = teacher.codeDim, idx = new Int32Array(size * N), labels = new Int32Array(size);
+  const eps = flowSteps > 0 ? new Float32Array(size * N * C) : undefined;
   for (let i = 0; i < size; i++) labels[i] = i % teacher.numClasses;
   const gen = new Generator(seed);
   for (let s = 0; s < size; s += batch) {
-    const lab = labels.subarray(s, Math.min(size, s + batch));
-    const r = teacher.sample(Int32Array.from(lab), gen);
-    r.z.dispose();
-    idx.set(r.idx, s * N);
+    const lab = Int32Array.from(labels.subarray(s, Math.min(size, s + batch)));
+    const e = eps ? gen.normal([lab.length, N, C], teacher.codebook.device) : undefined;
+    try {
+      const r = teacher.sample(lab, gen, e ? { eps: e, steps: flowSteps } : undefined);
+      r.z.dispose();
+      idx.set(r.idx, s * N);
+      if (e) eps!.set(e.toFloat32Array(), s * N * C);
+    } finally {
+      e?.dispose();
+    }
     onBatch?.(Math.min(size, s + batch), size);
   }
-  writeSafetensors(path, new Map([
+  const arrays = new Map<string, { dtype: 'I32' | 'F32'; shape: number[]; data: Int32Array | Float32Array }>([
     ['idx', { dtype: 'I32', shape: [size, N], data: idx }], ['labels', { dtype: 'I32', shape: [size], data: labels }],
-  ]), { __dd2__: JSON.stringify({ kind: 'teacher-samples', seed }) });
-  return { idx, labels, S: size, N };
+  ]);
+  if (eps) arrays.set('eps', { dtype: 'F32', shape: [size, N, C], data: eps });
+  writeSafetensors(path, arrays, { __dd2__: JSON.stringify({ kind: 'teacher-samples', seed, flowSteps }) });
+  return { idx, labels, S: size, N, ...(eps ? { eps, C } : {}) };
 }
 
 /** Rows of the pool as tensors: labels (B) and z = codebook[idx] (B, N, C). */
@@ -176,7 +199,7 @@ export function runGTS(run: RunDir, teacher: ScoreTeacher, psi: ARDiffusion, o: 
   const tp = performance.now();
   const poolProgress = new Progress(o.poolSize, 'gts teacher samples', { json: hooks.json, stream: hooks.progressStream });
   const pool = ensurePool(run.path('pool.safetensors'), teacher, o.poolSize, o.poolBatch, o.seed + 1,
-    (d) => poolProgress.tick(d - poolProgress.value));
+    (d) => poolProgress.tick(d - poolProgress.value), o.poolFlowSteps ?? 0);
   poolProgress.done();
   const poolSeconds = (performance.now() - tp) / 1000;
   const total = o.headSteps + o.fullSteps;

@@ -1,10 +1,12 @@
 // The `dd2 distill` run folder (METHOD §6.1): stage 0 (adapt: continuous-input teacher), stage 1 (GTS: the
-// AR-diffusion model ψ0) and stage 2 (CSD: the one-step generator), each in its own subfolder (adapt/, gts/,
-// csd/) with its own run.json, log.jsonl and checkpoints, resumable, and skipped when its final file exists.
+// AR-diffusion model ψ0), the regression warm start of the generator (reg: our choice, lib/distill/regress.ts)
+// and stage 2 (CSD: the one-step generator), each in its own subfolder (adapt/, gts/, reg/, csd/) with its own
+// run.json, log.jsonl and checkpoints, resumable, and skipped when its final file exists.
 // Final files at the top of the run folder:
 //   teacher-continuous.safetensors  the adapted teacher (stage 0; the teacher of stages 1 and 2)
 //   ar-diffusion.safetensors        ψ0 (stage 1)
 //   marginals.safetensors           per-position token marginals of stage 1's teacher-sample pool
+//   warm-start.safetensors          the generator after the regression warm start (absent with --reg-steps 0)
 //   generator.safetensors           the EMA generator (stage 2), guidance.safetensors the guidance network
 // plus run.json (the options) and log.jsonl (one record per stage event).
 import { existsSync } from 'node:fs';
@@ -22,10 +24,13 @@ import { defaultTestTokens, readTokenCache, sliceCache, type TokenCache } from '
 import { defaultAdaptOptions, runAdapt, type AdaptOptions, type StageHooks } from './adapt.js';
 import { defaultGtsOptions, runGTS, type GtsOptions } from './gts.js';
 import { defaultCsdOptions, runCSD, type CsdOptions } from './csd.js';
+import { defaultRegressOptions, runRegress, type RegressOptions } from './regress.js';
+import { readPool, type SamplePool } from './gts.js';
 import { ARScoreTeacher, type TeacherSampling } from './teacher.js';
 
-export type Stage = 'all' | 'adapt' | 'gts' | 'csd';
-export const STAGES: readonly Stage[] = ['all', 'adapt', 'gts', 'csd'];
+export type Stage = 'all' | 'adapt' | 'gts' | 'reg' | 'csd';
+export const STAGES: readonly Stage[] = ['all', 'adapt', 'gts', 'reg', 'csd'];
+type OneStage = Exclude<Stage, 'all'>;
 
 export interface HeadOptions { width: number; depth: number; freqDim: number }
 
@@ -44,6 +49,7 @@ export interface DistillOptions {
   head: HeadOptions;
   adapt: AdaptOptions;
   gts: GtsOptions;
+  reg: RegressOptions;
   csd: CsdOptions;
 }
 
@@ -52,7 +58,7 @@ export const defaultSampling: TeacherSampling = { cfg: 2.0, topK: 0, topP: 1.0, 
 
 export function defaultDistillOptions(teacher: string): DistillOptions {
   return { teacher, stage: 'all', sampling: { ...defaultSampling }, head: { ...defaultHead }, adapt: { ...defaultAdaptOptions },
-    gts: { ...defaultGtsOptions }, csd: { ...defaultCsdOptions } };
+    gts: { ...defaultGtsOptions }, reg: { ...defaultRegressOptions }, csd: { ...defaultCsdOptions } };
 }
 
 export interface DistillResult {
@@ -65,6 +71,7 @@ export interface DistillResult {
   /** per stage: the figures it reported (NLLs, losses, seconds per step) */
   adapt?: Record<string, number>;
   gts?: Record<string, number>;
+  reg?: Record<string, number>;
   csd?: Record<string, number>;
 }
 
@@ -75,16 +82,17 @@ function stageDir(run: RunDir, name: string, config: unknown): RunDir {
 }
 
 /** The file names of a finished run. */
-export function finalFiles(run: RunDir): Record<'teacher' | 'arDiffusion' | 'marginals' | 'generator' | 'guidance', string> {
+export function finalFiles(run: RunDir): Record<'teacher' | 'arDiffusion' | 'marginals' | 'warmStart' | 'generator' | 'guidance', string> {
   return {
     teacher: run.path('teacher-continuous.safetensors'), arDiffusion: run.path('ar-diffusion.safetensors'),
-    marginals: run.path('marginals.safetensors'), generator: run.path('generator.safetensors'), guidance: run.path('guidance.safetensors'),
+    marginals: run.path('marginals.safetensors'), warmStart: run.path('warm-start.safetensors'),
+    generator: run.path('generator.safetensors'), guidance: run.path('guidance.safetensors'),
   };
 }
 
 /** Whether a stage's folder holds checkpoints of an unfinished run (then --resume is needed to go on). */
-export function stageInProgress(run: RunDir, stage: 'adapt' | 'gts' | 'csd'): boolean {
-  const names = { adapt: ['fit', 'tune'], gts: ['gts'], csd: ['csd'] }[stage];
+export function stageInProgress(run: RunDir, stage: OneStage): boolean {
+  const names = { adapt: ['fit', 'tune'], gts: ['gts'], reg: ['regress'], csd: ['csd'] }[stage];
   return names.some((n) => existsSync(run.path(stage, `${n}-latest.json`)));
 }
 
@@ -102,7 +110,7 @@ function tokenCaches(o: DistillOptions, recorded: string | undefined): { train: 
 
 export interface DistillHooks extends StageHooks {
   /** the stage that hooks.stopAfter applies to (tests of --resume) */
-  stopStage?: 'adapt' | 'gts' | 'csd';
+  stopStage?: OneStage;
 }
 
 /**
@@ -113,7 +121,7 @@ export interface DistillHooks extends StageHooks {
 export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks = {}): DistillResult {
   const files = finalFiles(run);
   const res: DistillResult = { finished: false, runDir: run.dir, ran: [], skipped: [], files: {} };
-  const want = (s: 'adapt' | 'gts' | 'csd'): boolean => o.stage === 'all' || o.stage === s;
+  const want = (s: OneStage): boolean => o.stage === 'all' || o.stage === s;
   const { model: gpt0, meta: gptMeta } = loadGPTWithMeta(o.teacher);
   const tokenizer = o.tokenizer ?? gptMeta.tokenizer;
   gpt0.dispose();
@@ -125,7 +133,7 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
   });
   const teacherStep = (gptMeta as { step?: number }).step ?? 0;
   const recordedTokens = ((gptMeta.options ?? {}) as { tokens?: string }).tokens;
-  const stageHooks = (s: 'adapt' | 'gts' | 'csd'): StageHooks => ({ ...hooks, stopAfter: s === hooks.stopStage ? hooks.stopAfter : undefined });
+  const stageHooks = (s: OneStage): StageHooks => ({ ...hooks, stopAfter: s === hooks.stopStage ? hooks.stopAfter : undefined });
   const stopped = (finished: boolean): boolean => !finished;
   try {
     // ---- stage 0: continuous-input adaptation
@@ -150,7 +158,7 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
         }
       }
     }
-    const needTeacher = want('gts') || want('csd');
+    const needTeacher = want('gts') || want('reg') || want('csd');
     if (!needTeacher) { res.finished = true; return res; }
     if (!existsSync(files.teacher)) {
       throw new Error(`dd2: distill: ${files.teacher} is missing: run --stage adapt (or all) in this folder first`);
@@ -178,6 +186,45 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
           }
         }
       }
+      // the flow-map pool of stage 1 (the regression data), read once when a later stage needs it
+      let pool: SamplePool | undefined;
+      const stagePool = (why: string): SamplePool => {
+        const path = run.path('gts', 'pool.safetensors');
+        if (!existsSync(path)) throw new Error(`dd2: distill: ${why} needs stage 1's pool ${path}: run --stage gts (or all) in this folder first`);
+        pool ??= readPool(path);
+        if (!pool.eps) {
+          throw new Error(`dd2: distill: ${path} was drawn without the flow map (no noise stored), so ${why} cannot use it; ` +
+            'delete gts/ and ar-diffusion.safetensors and rerun stage 1 with --pool-flow-steps > 0, or pass --reg-steps 0 --csd-reg 0');
+        }
+        return pool;
+      };
+      // ---- regression warm start of the generator (our choice)
+      if (want('reg') && (o.reg?.steps ?? 0) > 0) {
+        if (existsSync(files.warmStart)) res.skipped.push('reg');
+        else {
+          if (!existsSync(files.arDiffusion)) {
+            throw new Error(`dd2: distill: ${files.arDiffusion} is missing: run --stage gts (or all) in this folder first`);
+          }
+          const p = stagePool('the regression warm start');
+          const dir = stageDir(run, 'reg', { stage: 'reg', options: o.reg });
+          const psi0 = loadARDiffusion(files.arDiffusion).model;
+          run.log({ event: 'stage start', stage: 'reg' });
+          try {
+            const r = runRegress(dir, teacher, psi0, p, o.reg, stageHooks('reg'));
+            try {
+              res.ran.push('reg');
+              res.reg = { loss: r.loss, secondsPerStep: r.secondsPerStep, seconds: r.seconds };
+              if (stopped(r.finished)) return res;
+              saveARDiffusion(files.warmStart, r.model, { step: r.step, role: 'generator', tokenizer });
+              run.log({ event: 'stage done', stage: 'reg', ...res.reg });
+            } finally {
+              r.model.dispose();
+            }
+          } finally {
+            psi0.dispose();
+          }
+        }
+      }
       // ---- stage 2: conditional score distillation
       if (want('csd')) {
         if (existsSync(files.generator) && existsSync(files.guidance)) res.skipped.push('csd');
@@ -186,10 +233,16 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
             throw new Error(`dd2: distill: ${files.arDiffusion} is missing: run --stage gts (or all) in this folder first`);
           }
           const dir = stageDir(run, 'csd', { stage: 'csd', sampling: o.sampling, options: o.csd });
+          const warm = (o.reg?.steps ?? 0) > 0;
+          if (warm && !existsSync(files.warmStart)) {
+            throw new Error(`dd2: distill: ${files.warmStart} is missing: run --stage reg (or all) in this folder first, or pass --reg-steps 0`);
+          }
+          const p = (o.csd.regWeight ?? 0) > 0 ? stagePool('the regression term of stage 2 (--csd-reg)') : undefined;
           const psi0 = loadARDiffusion(files.arDiffusion).model;
-          run.log({ event: 'stage start', stage: 'csd' });
+          const theta0 = warm ? loadARDiffusion(files.warmStart).model : undefined;
+          run.log({ event: 'stage start', stage: 'csd', from: warm ? 'warm-start' : 'ar-diffusion' });
           try {
-            const r = runCSD(dir, teacher, psi0, o.csd, stageHooks('csd'));
+            const r = runCSD(dir, teacher, psi0, o.csd, stageHooks('csd'), { generator: theta0, pool: p });
             try {
               res.ran.push('csd');
               res.csd = { csdLoss: r.csdLoss, fcsLoss: r.fcsLoss, lambda: r.lambda, secondsPerStep: r.secondsPerStep, seconds: r.seconds };
@@ -203,6 +256,7 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
             }
           } finally {
             psi0.dispose();
+            theta0?.dispose();
           }
         }
       }

@@ -9,7 +9,8 @@ import { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/create.js';
 import { keep, noGrad, tidy } from '../tensor/engine.js';
 import type { Generator } from '../tensor/random.js';
-import { concat, reshape, slice } from '../tensor/ops/shape.js';
+import { concat, contiguous, reshape, slice } from '../tensor/ops/shape.js';
+import { flowToCodes } from './flow-map.js';
 import { embedding } from '../tensor/ops/index.js';
 import type { MixtureProbs } from '../tensor/ops/cond-score.js';
 import { processLogits } from '../sample/ar-sample.js';
@@ -28,9 +29,25 @@ export interface ScoreTeacher {
    * (B·N, K). New tensors on z's device; the caller disposes them.
    */
   probs(labels: Tensor, z: Tensor): MixtureProbs;
-  /** Sequences drawn from the teacher: z (B, N, C) code vectors and their indices (B·N). */
-  sample(labels: Int32Array, gen: Generator): { z: Tensor; idx: Int32Array };
+  /**
+   * Sequences drawn from the teacher: z (B, N, C) code vectors and their indices (B·N). With `flow`, each token
+   * is the end of the flow map (lib/distill/flow-map.ts) from flow.eps (B, N, C) instead of a categorical draw
+   * (gen is then unused): deterministic (noise, sequence) pairs.
+   */
+  sample(labels: Int32Array, gen: Generator, flow?: FlowSampling): { z: Tensor; idx: Int32Array };
   dispose(): void;
+}
+
+/** The noise (B, N, C) of flow-map sampling and the Euler intervals per token. */
+export interface FlowSampling { eps: Tensor; steps?: number }
+
+/** Position pos of the flow noise as (B, C), checked against the batch. */
+function flowNoise(flow: FlowSampling, B: number, N: number, C: number, pos: number): Tensor {
+  const e = flow.eps;
+  if (e.rank !== 3 || e.shape[0] !== B || e.shape[1] !== N || e.shape[2] !== C) {
+    throw new RangeError(`dd2: teacher sample: flow noise ${e.describe()} must be (${B}, ${N}, ${C})`);
+  }
+  return contiguous(reshape(slice(e, 1, pos, pos + 1), [B, C]));
 }
 
 /** Disposes the tensors of a MixtureProbs. */
@@ -159,7 +176,7 @@ export class ARScoreTeacher implements ScoreTeacher {
     return probTensors(probsFromLogits(host, B * N, V, this.sparseK), B * N, V, this.sparseK, z.device);
   }
 
-  sample(labels: Int32Array, gen: Generator): { z: Tensor; idx: Int32Array } {
+  sample(labels: Int32Array, gen: Generator, flow?: FlowSampling): { z: Tensor; idx: Int32Array } {
     const B = labels.length, N = this.seqLen, V = this.vocabSize, C = this.codeDim, device = this.codebook.device;
     const lab = this.rowLabels(labels), R = lab.length;
     const idx = new Int32Array(B * N);
@@ -178,8 +195,9 @@ export class ARScoreTeacher implements ScoreTeacher {
                 f = this.model.run(this.model.embedInputs(x), { start: pos, cache });
               }
               const raw = this.model.logits(f).toFloat32Array();                              // (R, 1, V)
-              const w = probsFromLogits(processLogits(raw, B, V, this.sampling), B, V, 0).dense!;
-              return gen.categorical(tensor(w, [B, V], { device })).toInt32Array();
+              const w = tensor(probsFromLogits(processLogits(raw, B, V, this.sampling), B, V, 0).dense!, [B, V], { device });
+              if (flow) return flowToCodes(flowNoise(flow, B, N, C, pos), { dense: w }, this.codebook, flow.steps);
+              return gen.categorical(w).toInt32Array();
             });
             for (let b = 0; b < B; b++) idx[b * N + pos] = next[b];
           }
@@ -284,8 +302,9 @@ export class TabularTeacher implements ScoreTeacher {
     return { dense: tensor(out, [B * N, V], { device: z.device }) };
   }
 
-  sample(labels: Int32Array, gen: Generator): { z: Tensor; idx: Int32Array } {
+  sample(labels: Int32Array, gen: Generator, flow?: FlowSampling): { z: Tensor; idx: Int32Array } {
     const { V, C, N } = this.spec, B = labels.length;
+    if (flow) return this.sampleFlow(labels, flow);
     const u = gen.uniform([B, N], 'cpu'), uh = u.toFloat32Array();
     u.dispose();
     const idx = new Int32Array(B * N), zh = new Float32Array(B * N * C);
@@ -300,6 +319,19 @@ export class TabularTeacher implements ScoreTeacher {
       }
     }
     return { z: tensor(zh, [B, N, C], { device: this.codebook.device }), idx };
+  }
+
+  private sampleFlow(labels: Int32Array, flow: FlowSampling): { z: Tensor; idx: Int32Array } {
+    const { V, C, N } = this.spec, B = labels.length, device = this.codebook.device, idx = new Int32Array(B * N);
+    for (let i = 0; i < N; i++) {
+      const p = new Float32Array(B * V);
+      for (let b = 0; b < B; b++) p.set(this.conditional(i, labels[b], idx, b * N), b * V);
+      const q = noGrad(() => tidy(() => flowToCodes(flowNoise(flow, B, N, C, i), { dense: tensor(p, [B, V], { device }) }, this.codebook, flow.steps)));
+      for (let b = 0; b < B; b++) idx[b * N + i] = q[b];
+    }
+    const zh = new Float32Array(B * N * C);
+    for (let k = 0; k < B * N; k++) zh.set(this.spec.codebook.subarray(idx[k] * C, (idx[k] + 1) * C), k * C);
+    return { z: tensor(zh, [B, N, C], { device }), idx };
   }
 
   /** The exact joint of one class over all V^N sequences (index = the sequence as a base-V number). */

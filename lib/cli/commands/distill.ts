@@ -1,6 +1,6 @@
 // `dd2 distill`: distills an AR teacher (a 'gpt' checkpoint from dd2 train ar) into a one-step generator with
-// DD2: stage 0 adapt (continuous-input teacher), stage 1 GTS (AR-diffusion model), stage 2 CSD (generator and
-// guidance network), in a run folder with one subfolder per stage (lib/distill/pipeline.ts). Every
+// DD2: stage 0 adapt (continuous-input teacher), stage 1 GTS (AR-diffusion model), the regression warm start of
+// the generator on flow-map pairs (reg, our choice), stage 2 CSD (generator and guidance network), in a run folder with one subfolder per stage (lib/distill/pipeline.ts). Every
 // hyper-parameter is an option; the defaults are the paper's where they apply (Adam betas, CFG 2, α = 1,
 // λ normalisation, m = 4 draws, t ranges, LR warm-up from 1e-6, EMA rate, clip 1) with step counts and widths
 // scaled for MNIST on a 2-core CPU (tiny teacher, 7×7 tokens, V = 512, C = 8): all stages in about 25 minutes.
@@ -19,7 +19,8 @@ interface RawOptions {
   headWidth: number; headDepth: number; headFreq: number;
   inputHidden: number; fitSteps: number; fitLr: number; adaptSteps: number; adaptBatch: number; adaptLr: number; adaptWarmup: number;
   poolSize: number; poolBatch: number; gtsHeadSteps: number; gtsSteps: number; gtsBatch: number; gtsDraws: number; gtsLr: number;
-  gtsWarmup: number;
+  gtsWarmup: number; poolFlowSteps: number;
+  regSteps: number; regBatch: number; regLr: number; regWarmup: number; csdReg: number; csdRegBatch: number;
   csdSteps: number; guidanceSteps: number; guidanceStepsAfter: number; csdBatch: number; guidanceBatch: number; fcsDraws: number; csdDraws: number; lrGen: number;
   lrGui: number; lrStart: number; csdWarmup: number; csdDecay: number; alpha: number; lambdaMin: number; detached: boolean; tMin: number; tMax: number;
   alignAt: number; alignSteps: number; emaCap: number;
@@ -40,11 +41,12 @@ function toOptions(r: RawOptions): DistillOptions {
     adapt: { ...d.adapt, ...common, inputHidden: r.inputHidden, fitSteps: r.fitSteps, fitLr: r.fitLr, tuneSteps: r.adaptSteps,
       batchSize: r.adaptBatch, lr: r.adaptLr, warmup: r.adaptWarmup },
     gts: { ...d.gts, ...common, poolSize: r.poolSize, poolBatch: r.poolBatch, headSteps: r.gtsHeadSteps, fullSteps: r.gtsSteps,
-      batchSize: r.gtsBatch, draws: r.gtsDraws, lr: r.gtsLr, warmup: r.gtsWarmup },
+      batchSize: r.gtsBatch, draws: r.gtsDraws, lr: r.gtsLr, warmup: r.gtsWarmup, poolFlowSteps: r.poolFlowSteps },
+    reg: { ...d.reg, ...common, steps: r.regSteps, batchSize: r.regBatch, lr: r.regLr, warmup: r.regWarmup },
     csd: { ...d.csd, ...common, steps: r.csdSteps, guidanceSteps: r.guidanceSteps, guidanceStepsAfter: r.guidanceStepsAfter,
       batchSize: r.csdBatch, guidanceBatch: r.guidanceBatch, draws: r.fcsDraws, csdDraws: r.csdDraws, lrGen: r.lrGen, lrGui: r.lrGui, lrStart: r.lrStart, warmup: r.csdWarmup, decay: r.csdDecay, alpha: r.alpha,
       lambdaMin: r.lambdaMin, detached: r.detached, tMin: r.tMin, tMax: r.tMax, alignAt: r.alignAt, alignSteps: r.alignSteps,
-      emaCap: r.emaCap },
+      emaCap: r.emaCap, regWeight: r.csdReg, regBatch: r.csdRegBatch },
   };
 }
 
@@ -59,7 +61,7 @@ export function makeDistillCommand(): Command {
     .addOption(new Option('--tokens <file>', 'token cache for stage 0 (default: the one the teacher was trained on)'))
     .addOption(new Option('--test-tokens <file>', 'token cache for the stage-0 NLL figures (default: the --tokens path with ' +
       '"train" replaced by "test" if it exists, else the last 10% of --tokens)'))
-    .addOption(new Option('--stage <name>', 'which stages to run: all, adapt, gts or csd (earlier stages must be done)')
+    .addOption(new Option('--stage <name>', 'which stages to run: all, adapt, gts, reg or csd (earlier stages must be done)')
       .default('all').argParser(parseChoiceArg('--stage', STAGES)))
     // the teacher's sampling settings (score probabilities and stage-1 samples)
     .addOption(new Option('--cfg <scale>', 'classifier-free guidance of the teacher (LlamaGen convention; 1 = none)')
@@ -95,6 +97,15 @@ export function makeDistillCommand(): Command {
     .addOption(new Option('--gts-draws <m>', 'stage 1: noise draws per token and step').default(d.gts.draws).argParser(int('--gts-draws')))
     .addOption(new Option('--gts-lr <x>', 'stage 1: learning rate').default(d.gts.lr).argParser(num('--gts-lr', { above: 0 })))
     .addOption(new Option('--gts-warmup <n>', 'stage 1: warm-up steps of each phase').default(d.gts.warmup).argParser(int('--gts-warmup', 0)))
+    .addOption(new Option('--pool-flow-steps <n>', 'stage 1: draw the pool through the per-token flow map (DD1\'s noise → token ODE) with ' +
+      'n Euler steps, keeping the noise for the regression warm start (0: categorical draws, no warm start)').default(d.gts.poolFlowSteps)
+      .argParser(int('--pool-flow-steps', 0)))
+    // regression warm start (our choice: DD1's (noise, sequence) pairs, DMD's regression loss)
+    .addOption(new Option('--reg-steps <n>', 'warm start: Adam steps regressing the generator onto the flow-map pairs of the stage-1 pool ' +
+      '(0: start stage 2 from the AR-diffusion model, as the paper does)').default(d.reg.steps).argParser(int('--reg-steps', 0)))
+    .addOption(new Option('--reg-batch <n>', 'warm start: sequences per step').default(d.reg.batchSize).argParser(int('--reg-batch')))
+    .addOption(new Option('--reg-lr <x>', 'warm start: learning rate').default(d.reg.lr).argParser(num('--reg-lr', { above: 0 })))
+    .addOption(new Option('--reg-warmup <n>', 'warm start: warm-up steps').default(d.reg.warmup).argParser(int('--reg-warmup', 0)))
     // stage 2
     .addOption(new Option('--csd-steps <n>', 'stage 2: generator updates').default(d.csd.steps).argParser(int('--csd-steps', 0)))
     .addOption(new Option('--guidance-steps <K>', 'stage 2: guidance updates per generator update').default(d.csd.guidanceSteps)
@@ -123,6 +134,9 @@ export function makeDistillCommand(): Command {
       .argParser(int('--align-at', 0)))
     .addOption(new Option('--align-steps <n>', 'stage 2: guidance-only updates of the performance alignment').default(d.csd.alignSteps)
       .argParser(int('--align-steps', 0)))
+    .addOption(new Option('--csd-reg <w>', 'stage 2: weight of the flow-map regression loss added to every generator update (0: pure CSD)')
+      .default(d.csd.regWeight).argParser(num('--csd-reg', { min: 0 })))
+    .addOption(new Option('--csd-reg-batch <n>', 'stage 2: pool sequences per regression term').default(d.csd.regBatch).argParser(int('--csd-reg-batch')))
     .addOption(new Option('--ema-cap <x>', 'stage 2: largest EMA rate of the generator (rate min(cap, (i+1)/(i+10)))').default(d.csd.emaCap)
       .argParser(num('--ema-cap', { min: 0, max: 1 })))
     // all stages
@@ -149,7 +163,7 @@ export function makeDistillCommand(): Command {
       if (!existsSync(opts.teacher)) throw new UsageError(`--teacher: ${opts.teacher} does not exist`);
       if (existsSync(join(raw.out, 'run.json'))) {
         const open = RunDir.open(raw.out);
-        const busy = (['adapt', 'gts', 'csd'] as const).filter((s) => stageInProgress(open, s) && !stageDone(open.dir, s));
+        const busy = (['adapt', 'gts', 'reg', 'csd'] as const).filter((s) => stageInProgress(open, s) && !stageDone(open.dir, s));
         if (busy.length) {
           throw new UsageError(`--out: ${raw.out} holds an unfinished ${busy.join(', ')} stage; pass --resume to continue it, ` +
             'or choose another --out');
@@ -161,15 +175,15 @@ export function makeDistillCommand(): Command {
     const r = runDistill(run, opts, { json: raw.json });
     emitSummary(raw.json, {
       finished: r.finished, ran: r.ran.join(',') || 'none', skipped: r.skipped.join(',') || undefined, ...flat('adapt', r.adapt),
-      ...flat('gts', r.gts), ...flat('csd', r.csd), ...r.files, runDir: r.runDir,
+      ...flat('gts', r.gts), ...flat('reg', r.reg), ...flat('csd', r.csd), ...r.files, runDir: r.runDir,
     });
   });
   return cmd;
 }
 
 /** Whether a stage's final file exists in a run folder. */
-function stageDone(dir: string, s: 'adapt' | 'gts' | 'csd'): boolean {
-  const f = { adapt: 'teacher-continuous', gts: 'ar-diffusion', csd: 'generator' }[s];
+function stageDone(dir: string, s: 'adapt' | 'gts' | 'reg' | 'csd'): boolean {
+  const f = { adapt: 'teacher-continuous', gts: 'ar-diffusion', reg: 'warm-start', csd: 'generator' }[s];
   return existsSync(join(dir, `${f}.safetensors`));
 }
 
