@@ -15,7 +15,7 @@ sweep() { # name options-json
   node bin/dd2.js eval --model runs/csd-sweep/$1/gens/*.safetensors --tokenizer "$VQ" --n 1000 --no-speed --batch-size 500 \
     --device cuda > $out/$1.eval 2> $out/$1.eval.err
 }
-B='"steps":1200,"batchSize":16'
+B='"steps":1200,"batchSize":16,"regWeight":0'
 sweep k1     "{$B,\"guidanceSteps\":1,\"guidanceStepsAfter\":1,\"lrGen\":3e-4,\"lrGui\":6e-4,\"csdDraws\":1}" &
 sweep k2     "{$B,\"guidanceSteps\":2,\"guidanceStepsAfter\":2,\"lrGen\":3e-4,\"lrGui\":6e-4,\"csdDraws\":1}" &
 sweep k2m8   "{$B,\"guidanceSteps\":2,\"guidanceStepsAfter\":2,\"lrGen\":3e-4,\"lrGui\":6e-4,\"csdDraws\":8}" &

@@ -27,8 +27,8 @@ export interface PipelinePreset {
 export const PIPELINE_PRESETS: Readonly<Record<'quick' | 'full', PipelinePreset>> = {
   quick: {
     tokenizerSteps: 300, arSteps: 500, encodeLimit: 20000, evalN: 1000, fewStep: 4,
-    distill: ['--fit-steps', '500', '--adapt-steps', '100', '--pool-size', '2048', '--gts-head-steps', '50', '--gts-steps', '150',
-      '--csd-steps', '200'],
+    distill: ['--fit-steps', '500', '--adapt-steps', '100', '--pool-size', '1024', '--gts-head-steps', '50', '--gts-steps', '150',
+      '--reg-steps', '600', '--csd-steps', '60'],
   },
   full: { tokenizerSteps: 600, arSteps: 1000, encodeLimit: 0, distill: [], evalN: 5000, fewStep: 4 },
 };
