@@ -9,6 +9,7 @@ import { memory, noGrad, tidy } from '../../lib/tensor/engine.js';
 import { Generator } from '../../lib/tensor/random.js';
 import { resolveGPTConfig } from '../../lib/models/gpt.js';
 import { ContinuousGPT } from '../../lib/models/continuous-gpt.js';
+import { normal } from '../../lib/nn/init.js';
 import { flowToCodes } from '../../lib/distill/flow-map.js';
 import { ARScoreTeacher, jointHistogram, totalVariation } from '../../lib/distill/teacher.js';
 import { cornerTeacher, N, V } from './tabular.js';
@@ -52,8 +53,9 @@ t.test('2-D: code frequencies follow p; top-k sparse gives the dense codes', asy
   const qd = noGrad(() => flowToCodes(eps, { dense }, teacher.codebook));
   const freq = [0, 0, 0, 0];
   for (const q of qd) freq[q] += 1 / B;
-  // multinomial sd at B = 40,000 is <= 0.0025; measured deviations <= 0.004 at 32 steps
-  t.ok(freq.every((f, j) => Math.abs(f - p[j]) < 0.01), `frequencies ${freq.map((f) => f.toFixed(4))} vs ${p}`);
+  // multinomial sd at B = 40,000 is <= 0.0025; measured: 0.4052 0.3051 0.1913 0.0984 at 32 steps (the Euler
+  // solver's bias, up to 0.009, exceeds the sampling noise here; the joint test below bounds its effect)
+  t.ok(freq.every((f, j) => Math.abs(f - p[j]) < 0.015), `frequencies ${freq.map((f) => f.toFixed(4))} vs ${p}`);
   // sparse: the 3 largest entries renormalised, against the dense row with the 4th set to 0
   const p3 = [0.4, 0.3, 0.2].map((x) => x / 0.9);
   const idx = tensor(Int32Array.from({ length: 3 * B }, (_, k) => k % 3), [B, 3], { dtype: 'int32' });
@@ -95,6 +97,11 @@ t.test('AR teacher with top-k 1: flow samples are the greedy samples', async (t)
   const gpt = resolveGPTConfig({ vocabSize: 16, numClasses: 3, gridH: 2, gridW: 2, dim: 32, nLayer: 1, nHead: 2, classDropoutProb: 0.1,
     tokenDropoutP: 0, residDropoutP: 0, ffnDropoutP: 0 });
   const model = new ContinuousGPT({ gpt, codeDim: 4, inputHidden: 16 }, gen);
+  noGrad(() => {                                  // the output head starts at zero (all logits tied): give it weights
+    const w = normal(model.output!.weight.shape, 0.5, 0, gen);
+    model.loadStateDict(new Map([['output.weight', w.toFloat32Array()]]), { strict: false });
+    w.dispose();
+  });
   const codebook = tensor(Float32Array.from({ length: 64 }, (_, i) => Math.sin(i * 1.3)), [16, 4]);
   const teacher = new ARScoreTeacher(model, codebook, { cfg: 2, topK: 1, topP: 1, temperature: 1 });
   const labels = Int32Array.from([0, 1, 2, 0, 1, 2]);
@@ -102,6 +109,9 @@ t.test('AR teacher with top-k 1: flow samples are the greedy samples', async (t)
   const f = teacher.sample(labels, new Generator(1), { eps, steps: 8 });
   const c = teacher.sample(labels, new Generator(1));
   t.same(f.idx, c.idx, 'one-code distributions: the flow map ends on that code');
+  const c2 = teacher.sample(labels, new Generator(2));
+  t.same(c2.idx, c.idx, 'the greedy samples do not depend on the generator (the check above can fail)');
+  c2.z.dispose();
   for (const x of [f.z, c.z, eps]) x.dispose();
   teacher.dispose();
 });

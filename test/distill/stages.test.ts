@@ -12,7 +12,7 @@ import { memory, noGrad, tidy } from '../../lib/tensor/engine.js';
 import { Generator } from '../../lib/tensor/random.js';
 import { RunDir } from '../../lib/io/checkpoint.js';
 import type { Module } from '../../lib/nn/module.js';
-import { defaultGtsOptions, gtsLoss, poolBatch, runGTS, type GtsOptions } from '../../lib/distill/gts.js';
+import { defaultGtsOptions, ensurePool, gtsLoss, poolBatch, runGTS, type GtsOptions } from '../../lib/distill/gts.js';
 import { CsdPair, csdBackward, csdTokenGrad, defaultCsdOptions, runCSD, type CsdOptions } from '../../lib/distill/csd.js';
 import { noisy } from '../../lib/distill/gts.js';
 import { uniformLabels, uniformT } from '../../lib/distill/schedule.js';
@@ -36,7 +36,7 @@ const gtsOpts = (over: Partial<GtsOptions> = {}): GtsOptions => ({
 });
 const csdOpts = (over: Partial<CsdOptions> = {}): CsdOptions => ({
   ...defaultCsdOptions, steps: 12, guidanceSteps: 2, guidanceStepsAfter: 1, batchSize: 32, csdDraws: 1, lrGen: 3e-4, lrGui: 1e-3, warmup: 5,
-  alignAt: 8, alignSteps: 3, ckptEvery: 4, logEvery: 4, ...over,
+  alignAt: 8, alignSteps: 3, ckptEvery: 4, logEvery: 4, regWeight: 0, ...over,
 });
 
 /** Whether two modules hold bit-identical parameters. */
@@ -83,6 +83,26 @@ t.test('GTS: stopped and resumed = uninterrupted, bit for bit', async (t) => {
   t.equal(resumed.step, 12, 'resumed to the end of both phases');
   t.ok(sameWeights(a, c), 'same parameters as the uninterrupted run');
   for (const m of [a, b, c]) m.dispose();
+});
+
+t.test('CSD from a warm start with the regression term: resume is exact; the term needs a flow-map pool', async (t) => {
+  const psi0 = tinyARDiffusion({ seed: 3 }), warm = tinyARDiffusion({ seed: 5 });
+  const pool = ensurePool(join(dir, 'flow-pool.safetensors'), teacher, 64, 64, 2, undefined, 8);
+  const o = csdOpts({ regWeight: 1, regBatch: 8, alignAt: 0 });
+  const init = { generator: warm, pool };
+  const full = runCSD(RunDir.create(join(dir, 'wa'), {}), teacher, psi0, o, { json: true }, init);
+  const part = runCSD(RunDir.create(join(dir, 'wb'), {}), teacher, psi0, o, { json: true, stopAfter: 5 }, init);
+  part.pair.dispose(); part.generatorEma.dispose();
+  const resumed = runCSD(RunDir.open(join(dir, 'wb')), teacher, psi0, o, { json: true }, init);
+  t.ok(sameWeights(full.pair, resumed.pair) && sameWeights(full.generatorEma, resumed.generatorEma), 'identical after resuming at 5 of 12');
+  const pure = runCSD(RunDir.create(join(dir, 'wc'), {}), teacher, psi0, { ...o, regWeight: 0 }, { json: true }, init);
+  t.notOk(sameWeights(full.pair.generator, pure.pair.generator), 'the regression term changes the generator updates');
+  const cold = runCSD(RunDir.create(join(dir, 'we'), {}), teacher, psi0, { ...o, regWeight: 0 }, { json: true });
+  t.notOk(sameWeights(cold.pair.generator, pure.pair.generator), 'init.generator sets where the generator starts');
+  t.equal(cold.step, 12, 'the run without a warm start finishes');
+  t.throws(() => runCSD(RunDir.create(join(dir, 'wd'), {}), teacher, psi0, o, { json: true }), /--csd-reg > 0\) needs the flow-map pool/);
+  for (const r of [full, resumed, pure, cold]) { r.pair.dispose(); r.generatorEma.dispose(); }
+  psi0.dispose(); warm.dispose();
 });
 
 t.test('CSD: stopped and resumed = uninterrupted, bit for bit (EMA, both networks, alignment)', async (t) => {
