@@ -24,6 +24,7 @@ import { full } from '../tensor/create.js';
 import { csdGrad } from '../tensor/ops/cond-score.js';
 import { Module } from '../nn/module.js';
 import { AdamW, clipGradNorm, EMA } from '../nn/optim.js';
+import { lossStep } from '../nn/loss-step.js';
 import { restoreTrainingState, type RunDir } from '../io/checkpoint.js';
 import { Progress } from '../io/progress.js';
 import { arDiffusionMeta, type ARDiffusion } from '../models/ar-diffusion.js';
@@ -240,17 +241,8 @@ export function runCSD(run: RunDir, teacher: ScoreTeacher, psi0: ARDiffusion, o:
         meta: { kind: 'csd-pair', config: { generator: g.cfg, guidance: psi.cfg }, step },
         extra: { fcsLoss: fcs, csdLoss: csd, lambda, aligned } });
     };
-    const guidanceUpdate = (): { loss: number; gradNorm: number } => {
-      const loss = tidy(() => {
-        const l = fcsLoss(pair, teacher.numClasses, o.guidanceBatch || o.batchSize, o.draws, rng, o.fcsTMin, o.fcsTMax);
-        backward(l);
-        return l.item();
-      });
-      const gradNorm = clipGradNorm(psi.parameters(), o.clip);
-      opt.step();
-      opt.zeroGrad();
-      return { loss, gradNorm };
-    };
+    const guidanceUpdate = (): { loss: number; gradNorm: number } => lossStep(opt, psi.parameters(), o.clip,
+      () => fcsLoss(pair, teacher.numClasses, o.guidanceBatch || o.batchSize, o.draws, rng, o.fcsTMin, o.fcsTMax));
     const progress = new Progress(o.steps, 'csd', { json: hooks.json, stream: hooks.progressStream });
     progress.tick(step);
     const last = Math.min(o.steps, step + (hooks.stopAfter ?? Infinity));

@@ -13,13 +13,13 @@ import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../tensor/create.js';
 import { noGrad, tidy } from '../tensor/engine.js';
 import { Generator, type GeneratorState } from '../tensor/random.js';
-import { backward } from '../autograd/tape.js';
 import { addScalar, mul, neg, square, sub, add } from '../tensor/ops/elementwise.js';
 import { mean } from '../tensor/ops/reduce.js';
 import { concat, reshape } from '../tensor/ops/shape.js';
 import { embedding } from '../tensor/ops/index.js';
 import { condVelocity } from '../tensor/ops/cond-score.js';
-import { AdamW, clipGradNorm } from '../nn/optim.js';
+import { AdamW } from '../nn/optim.js';
+import { lossStep } from '../nn/loss-step.js';
 import { restoreTrainingState, type RunDir } from '../io/checkpoint.js';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.js';
 import { Progress } from '../io/progress.js';
@@ -235,15 +235,12 @@ export function runGTS(run: RunDir, teacher: ScoreTeacher, psi: ARDiffusion, o: 
       const ts = performance.now();
       const headOnly = step < o.headSteps;
       opt.setLr(headOnly ? headLr(step + 1) : fullLr(step - o.headSteps + 1));
-      loss = tidy(() => {
+      const r = lossStep(opt, psi.parameters(), o.clip, () => {
         const { labels, z } = poolBatch(pool, batcher.next(), teacher.codebook);
-        const l = gtsLoss(psi, teacher, labels, z, o.draws, rng, o.tMin, o.tMax, headOnly);
-        backward(l);
-        return l.item();
+        return gtsLoss(psi, teacher, labels, z, o.draws, rng, o.tMin, o.tMax, headOnly);
       });
-      const gradNorm = clipGradNorm(psi.parameters(), o.clip);
-      opt.step();
-      opt.zeroGrad();
+      const gradNorm = r.gradNorm;
+      loss = r.loss;
       step++;
       const tm = headOnly ? times.head : times.full;
       tm[0] += (performance.now() - ts) / 1000; tm[1]++;

@@ -10,10 +10,10 @@
 // Letters: B batch, N tokens per image, C code dim, S pool size.
 import { tensor } from '../tensor/create.js';
 import { noGrad, tidy } from '../tensor/engine.js';
-import { backward } from '../autograd/tape.js';
 import { square, sub } from '../tensor/ops/elementwise.js';
 import { mean } from '../tensor/ops/reduce.js';
-import { AdamW, clipGradNorm } from '../nn/optim.js';
+import { AdamW } from '../nn/optim.js';
+import { lossStep } from '../nn/loss-step.js';
 import { restoreTrainingState, type RunDir } from '../io/checkpoint.js';
 import { Progress } from '../io/progress.js';
 import { Batcher, type BatcherState } from '../data/dataset.js';
@@ -104,14 +104,9 @@ export function runRegress(run: RunDir, teacher: ScoreTeacher, psi0: ARDiffusion
     while (step < last) {
       const ts = performance.now();
       opt.setLr(lr(step + 1));
-      loss = tidy(() => {
-        const l = regressLoss(g, pool, batcher.next(), teacher.codebook);
-        backward(l);
-        return l.item();
-      });
-      const gradNorm = clipGradNorm(g.parameters(), o.clip);
-      opt.step();
-      opt.zeroGrad();
+      const r = lossStep(opt, g.parameters(), o.clip, () => regressLoss(g, pool, batcher.next(), teacher.codebook));
+      const gradNorm = r.gradNorm;
+      loss = r.loss;
       step++;
       timeSum += (performance.now() - ts) / 1000;
       timeCount++;
