@@ -22,10 +22,9 @@ import { ARDiffusion, loadARDiffusion, saveARDiffusion } from '../models/ar-diff
 import { estimateMarginals, saveMarginals } from '../sample/dd2-sample.js';
 import { defaultTestTokens, readTokenCache, sliceCache, type TokenCache } from '../train/ar.js';
 import { defaultAdaptOptions, runAdapt, type AdaptOptions, type StageHooks } from './adapt.js';
-import { defaultGtsOptions, runGTS, type GtsOptions } from './gts.js';
+import { defaultGtsOptions, readPool, runGTS, type GtsOptions, type SamplePool } from './gts.js';
 import { defaultCsdOptions, runCSD, type CsdOptions } from './csd.js';
 import { defaultRegressOptions, runRegress, type RegressOptions } from './regress.js';
-import { readPool, type SamplePool } from './gts.js';
 import { ARScoreTeacher, type TeacherSampling } from './teacher.js';
 
 export type Stage = 'all' | 'adapt' | 'gts' | 'reg' | 'csd';
@@ -186,7 +185,13 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
           }
         }
       }
-      // the flow-map pool of stage 1 (the regression data), read once when a later stage needs it
+      // stage 1's outputs for the later stages: ψ0 must exist; its flow-map pool (the regression data) is read once
+      const requirePsi0 = (): void => {
+        if (!existsSync(files.arDiffusion)) {
+          throw new Error(`dd2: distill: ${files.arDiffusion} is missing: run --stage gts (or all) in this folder first`);
+        }
+      };
+      const warm = (o.reg?.steps ?? 0) > 0;
       let pool: SamplePool | undefined;
       const stagePool = (why: string): SamplePool => {
         const path = run.path('gts', 'pool.safetensors');
@@ -199,12 +204,10 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
         return pool;
       };
       // ---- regression warm start of the generator (our choice)
-      if (want('reg') && (o.reg?.steps ?? 0) > 0) {
+      if (want('reg') && warm) {
         if (existsSync(files.warmStart)) res.skipped.push('reg');
         else {
-          if (!existsSync(files.arDiffusion)) {
-            throw new Error(`dd2: distill: ${files.arDiffusion} is missing: run --stage gts (or all) in this folder first`);
-          }
+          requirePsi0();
           const p = stagePool('the regression warm start');
           const dir = stageDir(run, 'reg', { stage: 'reg', options: o.reg });
           const psi0 = loadARDiffusion(files.arDiffusion).model;
@@ -229,11 +232,8 @@ export function runDistill(run: RunDir, o: DistillOptions, hooks: DistillHooks =
       if (want('csd')) {
         if (existsSync(files.generator) && existsSync(files.guidance)) res.skipped.push('csd');
         else {
-          if (!existsSync(files.arDiffusion)) {
-            throw new Error(`dd2: distill: ${files.arDiffusion} is missing: run --stage gts (or all) in this folder first`);
-          }
+          requirePsi0();
           const dir = stageDir(run, 'csd', { stage: 'csd', sampling: o.sampling, options: o.csd });
-          const warm = (o.reg?.steps ?? 0) > 0;
           if (warm && !existsSync(files.warmStart)) {
             throw new Error(`dd2: distill: ${files.warmStart} is missing: run --stage reg (or all) in this folder first, or pass --reg-steps 0`);
           }

@@ -303,11 +303,18 @@ export class TabularTeacher implements ScoreTeacher {
   }
 
   sample(labels: Int32Array, gen: Generator, flow?: FlowSampling): { z: Tensor; idx: Int32Array } {
-    const { V, C, N } = this.spec, B = labels.length;
-    if (flow) return this.sampleFlow(labels, flow);
+    const idx = flow ? this.flowCodes(labels, flow) : this.drawCodes(labels, gen);
+    const { C } = this.spec, zh = new Float32Array(idx.length * C);
+    for (let k = 0; k < idx.length; k++) zh.set(this.spec.codebook.subarray(idx[k] * C, (idx[k] + 1) * C), k * C);
+    return { z: tensor(zh, [labels.length, this.seqLen, C], { device: this.codebook.device }), idx };
+  }
+
+  /** Ancestral categorical draws: indices (B·N). */
+  private drawCodes(labels: Int32Array, gen: Generator): Int32Array {
+    const { V, N } = this.spec, B = labels.length;
     const u = gen.uniform([B, N], 'cpu'), uh = u.toFloat32Array();
     u.dispose();
-    const idx = new Int32Array(B * N), zh = new Float32Array(B * N * C);
+    const idx = new Int32Array(B * N);
     for (let b = 0; b < B; b++) {
       for (let i = 0; i < N; i++) {
         const p = this.conditional(i, labels[b], idx, b * N);
@@ -315,13 +322,13 @@ export class TabularTeacher implements ScoreTeacher {
         while (k < V - 1 && uh[b * N + i] >= cum) cum += p[++k];
         while (k > 0 && p[k] === 0) k--;                  // float round-off past the last non-zero entry
         idx[b * N + i] = k;
-        zh.set(this.spec.codebook.subarray(k * C, (k + 1) * C), (b * N + i) * C);
       }
     }
-    return { z: tensor(zh, [B, N, C], { device: this.codebook.device }), idx };
+    return idx;
   }
 
-  private sampleFlow(labels: Int32Array, flow: FlowSampling): { z: Tensor; idx: Int32Array } {
+  /** The flow map position by position from flow.eps: indices (B·N). */
+  private flowCodes(labels: Int32Array, flow: FlowSampling): Int32Array {
     const { V, C, N } = this.spec, B = labels.length, device = this.codebook.device, idx = new Int32Array(B * N);
     for (let i = 0; i < N; i++) {
       const p = new Float32Array(B * V);
@@ -329,9 +336,7 @@ export class TabularTeacher implements ScoreTeacher {
       const q = noGrad(() => tidy(() => flowToCodes(flowNoise(flow, B, N, C, i), { dense: tensor(p, [B, V], { device }) }, this.codebook, flow.steps)));
       for (let b = 0; b < B; b++) idx[b * N + i] = q[b];
     }
-    const zh = new Float32Array(B * N * C);
-    for (let k = 0; k < B * N; k++) zh.set(this.spec.codebook.subarray(idx[k] * C, (idx[k] + 1) * C), k * C);
-    return { z: tensor(zh, [B, N, C], { device }), idx };
+    return idx;
   }
 
   /** The exact joint of one class over all V^N sequences (index = the sequence as a base-V number). */
